@@ -1,0 +1,55 @@
+"""Atomic writes: every file fastmask writes appears complete or not at all."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+__all__ = ['atomic_path', 'write_text', 'write_json', 'write_csv', 'save_torch', 'read_json']
+
+
+@contextmanager
+def atomic_path(path, suffix=''):
+    "Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix=f'.tmp{suffix}', dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text(path, text: str) -> Path:
+    "Write text atomically."
+    with atomic_path(path) as tmp: tmp.write_text(text)
+    return Path(path)
+
+
+def write_json(path, obj) -> Path:
+    "Write JSON (indented, sorted keys) atomically."
+    return write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + '\n')
+
+
+def read_json(path) -> dict:
+    "Read a JSON file."
+    return json.loads(Path(path).read_text())
+
+
+def write_csv(path, df, **kwargs) -> Path:
+    "Write a DataFrame as CSV atomically (no index unless asked)."
+    kwargs.setdefault('index', False)
+    with atomic_path(path, '.csv') as tmp: df.to_csv(tmp, **kwargs)
+    return Path(path)
+
+
+def save_torch(path, obj) -> Path:
+    "torch.save atomically."
+    import torch
+    with atomic_path(path) as tmp: torch.save(obj, tmp)
+    return Path(path)

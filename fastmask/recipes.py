@@ -1,0 +1,118 @@
+"""Every experiment as a named, frozen recipe in a plain registry (timm's `register_model` idea)."""
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from .errors import RecipeError
+from .labels import DEFAULT_AGE_CUT, REPORT_AGE_CUT
+
+__all__ = ['Recipe', 'RECIPES', 'register', 'get_recipe', 'list_recipes', 'quick', 'override', 'QUICK']
+
+SPLIT_TASKS = ('mask', 'gender', 'age')
+
+
+@dataclass(frozen=True)
+class Recipe:
+    "A complete, rerunnable experiment: data handling, model, loss, optimizer, schedule and callbacks."
+    name: str
+    description: str
+    kind: str = 'train'                   # runner: 'train' or another registered runner (ensemble, comparison, ...)
+    arch: str = 'mobilenetv2_100'
+    tasks: tuple = ('all',)               # ('all',) one 18-class model; ('mask', 'gender', 'age') task-split
+    pretrained: bool = True
+    size: int = 224
+    crop: float = 350 / 384
+    bs: int = 64
+    epochs: int = 10
+    lr: float = 1e-3
+    schedule: str = 'one_cycle'           # 'one_cycle' or 'constant'
+    opt: str = 'adam'
+    wd: float = 0.0
+    loss: str = 'ce'
+    loss_params: tuple = ()               # ((name, value), ...) passed to the loss factory
+    age_cut: int = DEFAULT_AGE_CUT        # training labels of the age (or 18-class) model
+    balanced_mask: bool = True            # balanced 1:1:1 sampler for the mask task
+    patience: int | None = None           # early stopping patience (epochs)
+    monitor: str = 'f1'                   # 'f1' (macro F1, higher is better) or 'valid_loss'
+    swa_start: int | None = None          # first epoch (0-based) averaged by SWA
+    swa_lr: float | None = None           # constant learning rate during SWA (default: lr)
+    valid_pct: float = 0.15
+    split_seed: int = 156
+    seed: int = 42
+    members: tuple = ()                   # member recipe names of an ensemble or comparison
+    task_overrides: tuple = ()            # ((task, ((field, value), ...)), ...) per-task changes
+    report: str = ''                      # the report's figure for this experiment
+    extras: tuple = ()                    # ((name, value), ...) options of specialised runners
+
+    def for_task(self, task: str) -> 'Recipe':
+        "The recipe as seen by one task model (applies `task_overrides`)."
+        for t, changes in self.task_overrides:
+            if t == task: return replace(self, **dict(changes))
+        return self
+
+    def option(self, name: str, default=None):
+        "A specialised runner's option from `extras`."
+        return dict(self.extras).get(name, default)
+
+    def to_dict(self) -> dict:
+        "A JSON-friendly dict of every field."
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> 'Recipe':
+        "Rebuild a recipe from `to_dict` output (lists back to tuples)."
+        names = {f.name for f in fields(cls)}
+        tup = lambda v: tuple(tup(x) for x in v) if isinstance(v, list) else v
+        return cls(**{k: tup(v) for k, v in d.items() if k in names})
+
+
+RECIPES: dict[str, Recipe] = {}
+
+#: what `--quick` changes: a CPU smoke run
+QUICK = dict(size=64, epochs=2, bs=32, pretrained=False, lr=3e-3)
+
+
+def register(recipe: Recipe) -> Recipe:
+    "Add a recipe to the registry (names are unique)."
+    if recipe.name in RECIPES: raise ValueError(f'recipe {recipe.name} registered twice')
+    RECIPES[recipe.name] = recipe
+    return recipe
+
+
+def get_recipe(name: str) -> Recipe:
+    "The recipe called `name`, or a one-line RecipeError listing close names."
+    _load_catalogue()
+    if name not in RECIPES:
+        close = [n for n in RECIPES if n.split('_')[0] == name.split('_')[0]][:5]
+        hint = f" (did you mean {', '.join(close)}?)" if close else " (see 'fastmask recipes')"
+        raise RecipeError(f"unknown recipe '{name}'{hint}")
+    return RECIPES[name]
+
+
+def list_recipes(pattern: str = '*') -> list[Recipe]:
+    "Recipes whose name matches a shell pattern, in registration order."
+    _load_catalogue()
+    return [r for n, r in RECIPES.items() if fnmatch.fnmatchcase(n, pattern)]
+
+
+def override(recipe: Recipe, **changes) -> Recipe:
+    "The recipe with command-line changes (None means unchanged); unknown fields are a RecipeError."
+    changes = {k: v for k, v in changes.items() if v is not None}
+    names = {f.name for f in fields(Recipe)}
+    bad = [k for k in changes if k not in names]
+    if bad: raise RecipeError(f"unknown recipe option(s) {', '.join(bad)}")
+    return replace(recipe, **changes)
+
+
+def quick(recipe: Recipe) -> Recipe:
+    "The recipe shrunk to a CPU smoke run (small images, two epochs, no SWA warm-up wait)."
+    changes = dict(QUICK)
+    if recipe.swa_start is not None: changes['swa_start'] = 1
+    if recipe.patience is not None: changes['patience'] = 1
+    return replace(recipe, **changes)
+
+
+def _load_catalogue():
+    "Import the modules that register recipes."
+    from . import catalogue  # noqa: F401

@@ -1,0 +1,28 @@
+"""Shared fixtures: tiny demo data sets made once per test session, and an isolated cache."""
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / 'shared' / 'data'
+
+
+@pytest.fixture(scope='session', autouse=True)
+def _isolated_cache(tmp_path_factory):
+    "Every test session gets its own fastmask cache folder and quiet, single-threaded torch."
+    os.environ['FASTMASK_CACHE'] = str(tmp_path_factory.mktemp('fastmask-cache'))
+    yield
+
+
+@pytest.fixture(scope='session')
+def tiny_demo(tmp_path_factory) -> Path:
+    "A 16-person demo layout (4 eval persons): for plumbing tests, not for learning."
+    from fastmask.demo import make_demo
+    return make_demo(tmp_path_factory.mktemp('tiny') / 'demo', persons=16, eval_persons=4, seed=1)
+
+
+@pytest.fixture(scope='session')
+def shared_data() -> Path:
+    "The real-face folder beside the project; tests that need it skip where it is absent."
+    if not SHARED_DATA.is_dir(): pytest.skip(f'{SHARED_DATA} not present')
+    return SHARED_DATA

@@ -68,14 +68,13 @@ def recipe_cmd(name: str = typer.Argument(..., help='recipe name (see `fastmask 
                weights: Optional[Path] = typer.Option(None, help='local weights file for the backbone'),
                workers: Optional[int] = typer.Option(None, min=0, help='data loader worker processes')):
     "Train a recipe into a new run folder."
-    from .recipes import get_recipe, override, quick as make_quick
+    from .recipes import resolve
     from .train import run_recipe
     from .models import check_arch
     if arch: check_arch(arch)
     changes = dict(epochs=epochs, size=size, bs=bs, lr=lr, arch=arch, seed=seed, pretrained=pretrained,
                    tasks=tuple(tasks) if tasks else None)
-    r = get_recipe(name)
-    r = override(make_quick(r) if quick else r, **changes)
+    r = resolve(name, quick=quick, **changes)
     run_dir = run_recipe(r, data, out, weights=weights, num_workers=workers,
                          overrides={k: v for k, v in dict(changes, quick=quick).items() if v not in (None, False)})
     from .io import read_json

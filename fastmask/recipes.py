@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from .errors import RecipeError
 from .labels import DEFAULT_AGE_CUT, REPORT_AGE_CUT
 
-__all__ = ['Recipe', 'RECIPES', 'register', 'get_recipe', 'list_recipes', 'quick', 'override', 'QUICK']
+__all__ = ['Recipe', 'RECIPES', 'register', 'get_recipe', 'list_recipes', 'quick', 'override', 'resolve', 'QUICK']
 
 SPLIT_TASKS = ('mask', 'gender', 'age')
 
@@ -111,6 +111,12 @@ def quick(recipe: Recipe) -> Recipe:
     if recipe.swa_start is not None: changes['swa_start'] = 1
     if recipe.patience is not None: changes['patience'] = 1
     return replace(recipe, **changes)
+
+
+def resolve(name: str | Recipe, quick: bool = False, **changes) -> Recipe:
+    "A recipe by name with `--quick` and command-line overrides applied (how runners derive member recipes)."
+    r = get_recipe(name) if isinstance(name, str) else name
+    return override(globals()['quick'](r) if quick else r, **changes)
 
 
 def _load_catalogue():

@@ -134,7 +134,7 @@ def _valid_frame(src: DataSource, idx: np.ndarray, probs: dict[str, np.ndarray])
 
 
 @register_runner('train')
-def run_train(recipe: Recipe, data, run_dir: Path, weights=None, num_workers: int | None = None) -> dict:
+def run_train(recipe: Recipe, data, run_dir: Path, weights=None, num_workers: int | None = None, **_) -> dict:
     "Train every task model of the recipe, combine them, score the validation set, and predict the eval set."
     src = _as_source(data)
     tasks = [t for t in recipe.tasks if t in src.tasks]
@@ -144,7 +144,8 @@ def run_train(recipe: Recipe, data, run_dir: Path, weights=None, num_workers: in
     probs, epochs, models = {}, {}, {}
     for task in tasks:
         learn = fit_task(build_learner(recipe, src, task, weights=weights, splits=splits, num_workers=num_workers), run_dir)
-        p, _ = learn.get_preds(dl=learn.dls.valid, act=lambda x: torch.softmax(x.float(), -1))
+        with (nullcontext() if sys.stdout.isatty() else learn.no_bar()):
+            p, _ = learn.get_preds(dl=learn.dls.valid, act=lambda x: torch.softmax(x.float(), -1))
         probs[task], epochs[task], models[task] = p.numpy(), len(learn.recorder.values), learn
     vf, p18 = _valid_frame(src, splits[1], probs)
     write_csv(run_dir / 'valid_preds.csv', vf)
@@ -170,7 +171,8 @@ def run_recipe(recipe: Recipe | str, data='demo', out='runs', weights=None, num_
     write_json(run_dir / 'config.json', dict(recipe=r.to_dict(), overrides=overrides or {}, data=str(src.root),
                                              weights=str(weights) if weights else None, **environment()))
     t0 = time.time()
-    summary = RUNNERS[r.kind](r, src, run_dir, weights=weights, num_workers=num_workers, **opts)
+    summary = RUNNERS[r.kind](r, src, run_dir, weights=weights, num_workers=num_workers, out=Path(out),
+                              overrides=overrides or {}, **opts)
     summary.update(recipe=r.name, status='finished', wall_time_s=round(time.time() - t0, 1))
     write_json(run_dir / 'summary.json', summary)
     return run_dir

@@ -99,8 +99,10 @@ def draw_person_photos(rng: np.random.Generator, gender: int, age: int) -> dict[
         d = ImageDraw.Draw(im)
         d.rectangle([0, HEIGHT // 2, WIDTH, HEIGHT], fill=bg2)
         if gender:  # long hair behind the head, falling to the shoulders
-            d.ellipse([cx - rx - 28, cy - ry - 30, cx + rx + 28, cy + ry - 10], fill=hair)
-            d.rectangle([cx - rx - 28, cy - 20, cx + rx + 28, cy + ry + 95], fill=hair)
+            d.ellipse([cx - rx - 40, cy - ry - 30, cx + rx + 40, cy + ry - 10], fill=hair)
+            d.rectangle([cx - rx - 40, cy - 20, cx + rx + 40, cy + ry + 95], fill=hair)
+        else:  # visible ears
+            for ex in (cx - rx, cx + rx): d.ellipse([ex - 16, cy - 35, ex + 16, cy + 15], fill=_mix(skin, (90, 40, 30), 0.15))
         d.rectangle([cx - 30, cy + ry - 20, cx + 30, cy + ry + 50], fill=_mix(skin, (0, 0, 0), 0.12))  # neck
         d.ellipse([cx - 2 * rx, cy + ry + 35, cx + 2 * rx, cy + ry + 35 + 4 * ry], fill=shirt)  # shoulders
         d.ellipse([cx - rx, cy - ry, cx + rx, cy + ry], fill=skin)

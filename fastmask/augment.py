@@ -1,6 +1,7 @@
 """The report's transforms as fastai pieces: centre crop, and batch-level flip + (affine | colour jitter)."""
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -9,8 +10,8 @@ from fastai.vision.all import (IntToFloatTensor, Normalize, PILImage, RandTransf
                                TensorImage, ToTensor, Transform)
 from PIL import Image, ImageOps
 
-__all__ = ['REPORT_MEAN', 'REPORT_STD', 'REPORT_CROP', 'FaceImage', 'CenterCropFrac', 'ReportAugment',
-           'item_tfms', 'batch_tfms']
+__all__ = ['REPORT_MEAN', 'REPORT_STD', 'REPORT_CROP', 'FaceImage', 'CenterCropFrac', 'ToFloatImage', 'ReportAugment',
+           'flip_rotate', 'rotate_nearest', 'jitter_matrices', 'colour_to_float', 'item_tfms', 'batch_tfms']
 
 REPORT_MEAN = (0.548, 0.504, 0.479)
 REPORT_STD = (0.237, 0.247, 0.246)
@@ -41,28 +42,68 @@ class CenterCropFrac(Transform):
     def encodes(self, x: PILImage): return x if not self.frac else x.crop(crop_box(*x.size, self.frac))
 
 
-def _rotate(x: torch.Tensor, deg: torch.Tensor) -> torch.Tensor:
-    "Rotate a batch by per-item angles (degrees) about the centre, zero fill like RandomAffine."
-    t = deg * math.pi / 180
-    cos, sin, zero = t.cos(), t.sin(), torch.zeros_like(t)
-    theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
-    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode='bilinear', padding_mode='zeros', align_corners=False)
+class ToFloatImage(IntToFloatTensor):
+    "uint8 images to floats in [0, 1]; images already float (augmented) pass through."
+    def encodes(self, o: TensorImage): return o if o.is_floating_point() else o.float().div_(self.div)
 
 
-def _jitter(x: torch.Tensor, b: torch.Tensor, c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-    "torchvision's brightness, contrast and saturation adjustments with per-item factors."
-    w = x.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
-    x = (x * b).clamp(0, 1)
-    mean = (x * w).sum(1, keepdim=True).mean((2, 3), keepdim=True)
-    x = ((x - mean) * c + mean).clamp(0, 1)
-    gray = (x * w).sum(1, keepdim=True)
-    return ((x - gray) * s + gray).clamp(0, 1)
+def flip_rotate(x: torch.Tensor, deg: torch.Tensor, flip: torch.Tensor | None = None) -> torch.Tensor:
+    "Per item: flip where `flip`, then rotate `deg` degrees counter-clockwise (nearest, zero fill); one gather, any dtype."
+    n, c, h, w = x.shape
+    t = deg.float().to(x.device).view(n, 1, 1) * (math.pi / 180)
+    cos, sin = t.cos(), t.sin()
+    xn = (torch.arange(w, device=x.device, dtype=torch.float32) * 2 + 1) / w - 1   # grid_sample's normalised columns
+    yn = (torch.arange(h, device=x.device, dtype=torch.float32) * 2 + 1) / h - 1
+    ix = ((cos * xn.view(1, 1, w) + 1) * w - 1) / 2 - (sin * yn.view(1, h, 1)) * (w / 2)
+    iy = ((cos * yn.view(1, h, 1) + 1) * h - 1) / 2 + (sin * xn.view(1, 1, w)) * (h / 2)
+    ix, iy = ix.round_(), iy.round_()
+    inside = ((ix >= 0) & (ix < w) & (iy >= 0) & (iy < h)).view(n, 1, h * w)
+    ix = ix.clamp_(0, w - 1)
+    if flip is not None: ix = torch.where(flip.view(n, 1, 1), (w - 1) - ix, ix)
+    idx = (iy.clamp_(0, h - 1) * w + ix).long().view(n, 1, h * w).expand(n, c, h * w)
+    out = torch.gather(x.reshape(n, c, h * w), 2, idx)
+    return out.mul_(inside.to(x.dtype)).view(n, c, h, w)
+
+
+def rotate_nearest(x: torch.Tensor, deg: torch.Tensor) -> torch.Tensor:
+    "Rotate a batch by per-item angles, counter-clockwise about the centre, nearest pixel, zero fill."
+    return flip_rotate(x, deg)
+
+
+_GREY = (0.299, 0.587, 0.114)
+ORDERS = tuple(itertools.permutations(range(3)))   # ColorJitter applies brightness, contrast, saturation in random order
+
+
+def jitter_matrices(means: torch.Tensor, b, c, s, order) -> tuple[torch.Tensor, torch.Tensor]:
+    "Per-item 3x3 matrix and bias of brightness `b`, contrast `c`, saturation `s` in `order`, given channel `means`."
+    n, dev = len(means), means.device
+    w = means.new_tensor(_GREY)
+    eye = torch.eye(3, device=dev).expand(n, 3, 3)
+    m, t = eye.clone(), torch.zeros(n, 3, device=dev)
+    perms = torch.tensor(ORDERS, device=dev)[order]                 # (n, 3)
+    sat = s.view(n, 1, 1) * eye + (1 - s.view(n, 1, 1)) * w.view(1, 1, 3).expand(n, 3, 3)
+    for k in range(3):
+        op = perms[:, k].view(n, 1, 1)
+        grey_mean = ((m @ means.unsqueeze(-1)).squeeze(-1) + t) @ w  # mean grey of the image so far
+        mb, tb = b.view(n, 1, 1) * m, b.view(n, 1) * t
+        mc, tc = c.view(n, 1, 1) * m, c.view(n, 1) * t + ((1 - c.view(n)) * grey_mean).view(n, 1)
+        ms, ts = sat @ m, (sat @ t.unsqueeze(-1)).squeeze(-1)
+        m = torch.where(op == 0, mb, torch.where(op == 1, mc, ms))
+        t = torch.where(op.view(n, 1) == 0, tb, torch.where(op.view(n, 1) == 1, tc, ts))
+    return m, t
+
+
+def colour_to_float(x: torch.Tensor, m: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    "clamp(m @ pixel + t, 0, 1) per item, from uint8 (scaled by 1/255) or float pixels."
+    n, c, h, w = x.shape
+    scale = 1 / 255 if not x.is_floating_point() else 1.0
+    out = torch.baddbmm(t.unsqueeze(-1), m * scale, x.reshape(n, c, h * w).float())
+    return out.clamp_(0, 1).view(n, c, h, w)
 
 
 class ReportAugment(RandTransform):
-    "Per item: flip with p=0.5, then either an affine of +-`deg` degrees or a colour jitter of `jitter` (training only)."
-    order, split_idx = 50, 0
+    "Per item: flip (p=0.5), then RandomAffine(`deg`) or ColorJitter(`jitter` x3), as the report; uint8 in, float out."
+    order, split_idx = 5, 0
 
     def __init__(self, deg: float = 3.0, jitter: float = 0.1, flip: float = 0.5):
         super().__init__(p=1.0)
@@ -72,19 +113,27 @@ class ReportAugment(RandTransform):
         super().before_call(b, split_idx)
         x = b[0] if isinstance(b, tuple) else b
         n, dev = x.shape[0], x.device
-        u = lambda lo, hi: torch.empty(n, device=dev).uniform_(lo, hi).view(n, 1, 1, 1)
+        u = lambda lo, hi: torch.empty(n, device=dev).uniform_(lo, hi)
         self.do_flip = torch.rand(n, device=dev) < self.flip
-        self.do_affine = torch.rand(n, device=dev) < 0.5
-        self.angle = u(-self.deg, self.deg).view(n)
+        self.do_affine = torch.rand(n, device=dev) < 0.5   # RandomChoice of the two
+        self.angle = u(-self.deg, self.deg)
         j = self.jitter
         self.bcs = u(1 - j, 1 + j), u(1 - j, 1 + j), u(1 - j, 1 + j)
+        self.jitter_order = torch.randint(len(ORDERS), (n,), device=dev)
 
     def encodes(self, x: TensorImage):
-        m = self.do_flip.view(-1, 1, 1, 1)
-        x = torch.where(m, x.flip(-1), x)
-        rot = _rotate(x, torch.where(self.do_affine, self.angle, torch.zeros_like(self.angle)))
-        jit = _jitter(x, *self.bcs)
-        return TensorImage(torch.where(self.do_affine.view(-1, 1, 1, 1), rot, jit))
+        moved = (self.do_flip | self.do_affine).nonzero().flatten()
+        if len(moved):
+            x = x.clone()
+            angle = torch.where(self.do_affine, self.angle, torch.zeros_like(self.angle))
+            x[moved] = flip_rotate(x[moved], angle[moved], self.do_flip[moved])
+        scale = 1 / 255 if not x.is_floating_point() else 1.0
+        means = x.sum((2, 3), dtype=torch.float32) * (scale / (x.shape[2] * x.shape[3]))
+        m, t = jitter_matrices(means, *self.bcs, self.jitter_order)
+        keep = self.do_affine.view(-1, 1, 1)   # affine items get no colour change
+        m = torch.where(keep, torch.eye(3, device=x.device).expand_as(m), m)
+        t = torch.where(keep.view(-1, 1), torch.zeros_like(t), t)
+        return TensorImage(colour_to_float(x, m, t))
 
 
 def item_tfms(size: int, crop: float = REPORT_CROP) -> list:
@@ -93,5 +142,5 @@ def item_tfms(size: int, crop: float = REPORT_CROP) -> list:
 
 
 def batch_tfms(augment: bool = True, mean=REPORT_MEAN, std=REPORT_STD) -> list:
-    "Batch transforms: the report's augmentations (training only) and normalisation."
-    return ([ReportAugment()] if augment else []) + [Normalize.from_stats(mean, std)]
+    "Batch transforms: uint8 -> float, the report's augmentations (training only) and normalisation."
+    return [ToFloatImage()] + ([ReportAugment()] if augment else []) + [Normalize.from_stats(mean, std)]

@@ -20,7 +20,7 @@ DATA_HELP = "competition-layout folder, a labels .csv, or 'demo' (the built-in d
 
 def fail(msg: str, code: int = 1):
     "Print a one-line error to stderr and exit."
-    typer.echo(f'error: {msg}', err=True)
+    typer.echo('error: ' + str(msg).replace('\r', '\\r').replace('\n', '\\n'), err=True)  # always one line
     raise typer.Exit(code)
 
 
@@ -31,7 +31,7 @@ def user_errors(f):
         try: return f(*args, **kwargs)
         except FastmaskError as e: fail(str(e))
         except FileExistsError as e: fail(str(e))
-        except KeyboardInterrupt: fail('interrupted', 130)
+        except KeyboardInterrupt as e: fail(str(e) or 'interrupted', 130)  # checkpoint.RunInterrupted names the resume command
     return wrapper
 
 
@@ -58,7 +58,7 @@ def recipes_cmd(pattern: str = typer.Argument('*', help="shell pattern, e.g. 'sw
 def recipe_cmd(name: str = typer.Argument(..., help='recipe name (see `fastmask recipes`)'),
                data: str = typer.Option('demo', help=DATA_HELP),
                out: Path = typer.Option(Path('runs'), help='root folder of run folders'),
-               quick: bool = typer.Option(False, '--quick', help='CPU smoke run: small images, two epochs'),
+               quick: bool = typer.Option(False, '--quick', help='CPU smoke run: 64 px images, five epochs'),
                epochs: Optional[int] = typer.Option(None, min=1), size: Optional[int] = typer.Option(None, min=16),
                bs: Optional[int] = typer.Option(None, min=1), lr: Optional[float] = typer.Option(None, min=0.0),
                arch: Optional[str] = typer.Option(None, help='any timm model name'),
@@ -66,8 +66,14 @@ def recipe_cmd(name: str = typer.Argument(..., help='recipe name (see `fastmask 
                tasks: Optional[List[str]] = typer.Option(None, help='train only these tasks (all, mask, gender, age)'),
                pretrained: Optional[bool] = typer.Option(None, '--pretrained/--no-pretrained'),
                weights: Optional[Path] = typer.Option(None, help='local weights file for the backbone'),
-               workers: Optional[int] = typer.Option(None, min=0, help='data loader worker processes')):
+               workers: Optional[int] = typer.Option(None, min=0, help='data loader worker processes'),
+               compile: bool = typer.Option(False, '--compile', help='torch.compile the model (GPU)'),
+               no_cache: bool = typer.Option(False, '--no-cache', help='decode JPEGs every epoch, no image cache'),
+               skip_bad: bool = typer.Option(False, '--skip-bad', help='train on the data that passes `fastmask data check`; list the rest in RUN_DIR/skipped.csv'),
+               fix_labels: bool = typer.Option(False, '--fix-labels', help='correct the known label noise (recorded in config.json)'),
+               track: Optional[str] = typer.Option(None, help='log to tensorboard, mlflow or wandb (offline, in the run folder)')):
     "Train a recipe into a new run folder."
+    from .accel import configure; configure(compile=compile, cache=not no_cache)
     from .recipes import resolve
     from .train import run_recipe
     from .models import check_arch
@@ -75,8 +81,8 @@ def recipe_cmd(name: str = typer.Argument(..., help='recipe name (see `fastmask 
     changes = dict(epochs=epochs, size=size, bs=bs, lr=lr, arch=arch, seed=seed, pretrained=pretrained,
                    tasks=tuple(tasks) if tasks else None)
     r = resolve(name, quick=quick, **changes)
-    run_dir = run_recipe(r, data, out, weights=weights, num_workers=workers,
-                         overrides={k: v for k, v in dict(changes, quick=quick).items() if v not in (None, False)})
+    run_dir = run_recipe(r, data, out, weights=weights, num_workers=workers, skip_bad=skip_bad, fix_labels=fix_labels,
+                         track=track, overrides={k: v for k, v in dict(changes, quick=quick).items() if v not in (None, False)})
     from .io import read_json
     show({k: v for k, v in read_json(run_dir / 'summary.json').items() if 'f1' in k or k == 'wall_time_s'},
          f'run folder: {run_dir}')
@@ -88,8 +94,11 @@ def predict_cmd(run_dir: Path = typer.Argument(..., help='a finished run folder'
                 data: str = typer.Option('demo', help=DATA_HELP),
                 out: Optional[Path] = typer.Option(None, help='submission file (default RUN_DIR/submission.csv)'),
                 tta: bool = typer.Option(False, '--tta', help='average with horizontally flipped images'),
-                bs: int = typer.Option(64, min=1), workers: Optional[int] = typer.Option(None, min=0)):
+                bs: int = typer.Option(64, min=1), workers: Optional[int] = typer.Option(None, min=0),
+                compile: bool = typer.Option(False, '--compile', help='torch.compile the model (GPU)'),
+                no_cache: bool = typer.Option(False, '--no-cache', help='decode the JPEGs directly, no image cache')):
     "Write a submission (ImageID, ans) for the data's eval images."
+    from .accel import configure; configure(compile=compile, cache=not no_cache)
     from .layout import open_data
     from .predict import predict_paths, write_submission
     if not run_dir.is_dir(): fail(f'{run_dir}: run folder does not exist')
@@ -109,6 +118,20 @@ def score_cmd(submission: Path = typer.Argument(..., help='submission CSV (Image
     show(score_files(submission, truth))
 
 
+@app.command('ensemble')
+@user_errors
+def ensemble_cmd(run_dirs: List[Path] = typer.Argument(..., help='finished run folders (same validation split)'),
+                 data: str = typer.Option('demo', help=DATA_HELP),
+                 out: Optional[Path] = typer.Option(None, help='submission file (default: none written)'),
+                 bs: int = typer.Option(64, min=1), workers: Optional[int] = typer.Option(None, min=0)):
+    "Soft-vote finished runs: print each member's valid F1 and the ensemble's, write its submission."
+    from .ensemble import ensemble_report
+    from .layout import open_data
+    res = ensemble_report(run_dirs, open_data(data), submission=out, bs=bs, num_workers=workers)
+    show({**{f'member {d}': f1 for d, f1 in res['member_f1'].items()},
+          **{k: v for k, v in res.items() if 'f1' in k and k != 'member_f1'}, 'submission': res.get('submission', '-')})
+
+
 @data_app.command('demo')
 @user_errors
 def data_demo_cmd(out: Path = typer.Argument(..., help='folder to create'),
@@ -117,6 +140,102 @@ def data_demo_cmd(out: Path = typer.Argument(..., help='folder to create'),
     "Write the procedural demo data set in the competition layout."
     from .demo import make_demo
     typer.echo(f'wrote {make_demo(out, persons=persons, eval_persons=eval_persons, seed=seed)}')
+
+
+@data_app.command('proxy')
+@user_errors
+def data_proxy_cmd(faces: Path = typer.Option(..., help='folder (utkface) or labels CSV/JSON (fairface, csv) of real faces'),
+                   format: str = typer.Option('utkface', '--format', help='utkface, fairface or csv'),
+                   out: Path = typer.Option(..., help='folder to create'),
+                   persons: int = typer.Option(1000, min=2), eval_persons: int = typer.Option(200, min=0),
+                   seed: int = typer.Option(0, min=0),
+                   detector: str = typer.Option('auto', help='auto (MTCNN if installed), mtcnn or template')):
+    "Build practice data in the competition layout from real labelled faces with synthetic masks."
+    from .proxy import make_proxy
+    with typer.progressbar(length=persons + eval_persons, label='persons', file=sys.stderr,
+                           hidden=not sys.stderr.isatty()) as bar:
+        last = [0]
+        def tick(done, total): bar.update(done - last[0]); last[0] = done
+        summary = make_proxy(faces, out, format, persons, eval_persons, seed, detector, progress=tick)
+    show(summary, f'wrote {out}')
+
+
+@data_app.command('stats')
+@user_errors
+def data_stats_cmd(data: str = typer.Argument(..., help=DATA_HELP),
+                   out: Optional[Path] = typer.Option(None, help='overview PNG to write')):
+    "Print counts per mask state, gender, age group and class; draw the overview PNG with --out."
+    from .stats import data_stats
+    counts, png = data_stats(data, out)
+    for name, c in counts.items(): show(c, name)
+    if png: typer.echo(f'wrote {png}')
+
+
+@app.command('resume')
+@user_errors
+def resume_cmd(run_dir: Path = typer.Argument(..., help='an interrupted run folder'),
+               workers: Optional[int] = typer.Option(None, min=0, help='data loader worker processes')):
+    "Continue an interrupted run from its last finished epoch."
+    from .checkpoint import resume_run
+    from .io import read_json
+    run_dir = resume_run(run_dir, num_workers=workers)
+    show({k: v for k, v in read_json(run_dir / 'summary.json').items() if 'f1' in k or k == 'wall_time_s'},
+         f'run folder: {run_dir}')
+
+
+@data_app.command('check')
+@user_errors
+def data_check_cmd(data: str = typer.Argument(..., help=DATA_HELP),
+                   no_cache: bool = typer.Option(False, '--no-cache', help='decode every image again')):
+    "Report every problem of a data set, one `path: reason` line each; exit 1 if any (label-noise notices do not count)."
+    from .check import check_data
+    report = check_data(data, cache=not no_cache)
+    for line in report.lines(): typer.echo(line)
+    if not report.ok: fail(report.summary())
+    typer.echo(report.summary())
+
+
+@app.command('runs')
+@user_errors
+def runs_cmd(pattern: str = typer.Argument('*', help="recipe name or 'recipe/stamp' shell pattern"),
+             root: Path = typer.Option(Path('runs'), help='root folder of run folders'),
+             sort: str = typer.Option('f1', help='f1, f1_mask, f1_gender, f1_age, eval_f1, wall_s, started, recipe, run'),
+             csv: bool = typer.Option(False, '--csv', help='print CSV instead of a table')):
+    "Table of finished and unfinished runs, best validation macro F1 first."
+    from .runs import rich_runs_table, runs_table
+    df = runs_table(root, pattern, sort)
+    if csv: return typer.echo(df.to_csv(index=False), nl=False)
+    if df.empty: fail(f"no run under {root} matches '{pattern}'")
+    from rich.console import Console
+    Console(width=None if sys.stdout.isatty() else 200).print(rich_runs_table(df, f'{len(df)} run(s) under {root}'))
+
+
+@app.command('report')
+@user_errors
+def report_cmd(run_dir: Path = typer.Argument(..., help='a run folder'),
+               k: int = typer.Option(9, min=1, help='how many confidently wrong images to show')):
+    "Write PNG plots into a run folder: curves, confusion matrices, per-class F1, top losses."
+    from .plots import report
+    for p in report(run_dir, k=k): typer.echo(f'wrote {p}')
+
+
+@app.command('lr-find')
+@user_errors
+def lr_find_cmd(name: str = typer.Argument(..., help='recipe name (see `fastmask recipes`)'),
+                data: str = typer.Option('demo', help=DATA_HELP),
+                task: Optional[str] = typer.Option(None, help="task model (default the recipe's first)"),
+                quick: bool = typer.Option(False, '--quick', help='CPU smoke run: small images'),
+                size: Optional[int] = typer.Option(None, min=16), bs: Optional[int] = typer.Option(None, min=1),
+                arch: Optional[str] = typer.Option(None, help='any timm model name'),
+                pretrained: Optional[bool] = typer.Option(None, '--pretrained/--no-pretrained'),
+                num_it: int = typer.Option(100, min=25, help='mini-batches of the range test'),
+                out: Optional[Path] = typer.Option(None, help='plot file (default runs/lr_find/NAME_TASK.png)'),
+                workers: Optional[int] = typer.Option(0, min=0, help='data loader worker processes')):
+    "fastai's learning-rate finder on a recipe's learner: save the plot, print the suggested rates."
+    from .lrfind import lr_find
+    sugg, path = lr_find(name, data, task, quick=quick, out=out, num_it=num_it, num_workers=workers,
+                         **{k: v for k, v in dict(size=size, bs=bs, arch=arch, pretrained=pretrained).items() if v is not None})
+    show({k: f'{v:.2e}' for k, v in sugg.items()}, f'suggested learning rates (plot: {path})')
 
 
 def main():

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from fastai.vision.all import (CategoryBlock, ColReader, DataBlock, DataLoaders, Datasets, ImageBlock, IndexSplitter,
-                               IntToFloatTensor, TfmdDL, ToTensor, default_device, delegates)
+import torch
+from fastai.vision.all import (CategoryBlock, ColReader, DataBlock, DataLoaders, Datasets, IndexSplitter, TensorImage,
+                               TfmdDL, ToTensor, Transform, TransformBlock, default_device, delegates)
 from sklearn.model_selection import train_test_split
 
 from .augment import REPORT_CROP, FaceImage, batch_tfms, item_tfms
@@ -12,7 +13,7 @@ from .errors import LayoutError
 from .labels import DEFAULT_AGE_CUT, TASKS, age_group, encode, task_names
 
 __all__ = ['TaskLabel', 'person_keys', 'person_split', 'BalancedMaskDL', 'mask_groups', 'task_datablock',
-           'task_dls', 'infer_dl', 'default_workers']
+           'CachedImage', 'CachedImageBlock', 'cached_datablock', 'task_dls', 'infer_dl', 'default_workers']
 
 
 def default_workers() -> int:
@@ -106,16 +107,57 @@ class BalancedMaskDL(TfmdDL):
 def task_datablock(task: str, splits, size: int, age_cut: int = DEFAULT_AGE_CUT, crop: float = REPORT_CROP,
                    augment: bool = True) -> DataBlock:
     "The DataBlock of one task on a DataFrame with `path` and label columns."
-    return DataBlock(blocks=(ImageBlock(cls=FaceImage), CategoryBlock(vocab=list(range(len(task_names(task)))))),
+    return DataBlock(blocks=(TransformBlock(type_tfms=FaceImage.create), CategoryBlock(vocab=list(range(len(task_names(task)))))),
                      get_x=ColReader('path'), get_y=TaskLabel(task, age_cut),
                      splitter=IndexSplitter(splits[1]), item_tfms=item_tfms(size, crop), batch_tfms=batch_tfms(augment))
+
+
+class CachedImage(Transform):
+    "Item index -> uint8 TensorImage (3, size, size) read from a memory-mapped image cache; no JPEG decoding."
+    def __init__(self, array: np.ndarray, rows): self.array, self.rows = array, np.asarray(rows)
+    def encodes(self, i: int): return TensorImage(torch.from_numpy(np.array(self.array[self.rows[i]])).permute(2, 0, 1))
+
+
+def CachedImageBlock(array: np.ndarray, rows) -> TransformBlock:
+    "An ImageBlock over cached rows: items are indices, images come decoded, cropped and resized from the cache."
+    return TransformBlock(type_tfms=CachedImage(array, rows))
+
+
+class _Lookup:
+    "Item index -> label (picklable)."
+    def __init__(self, values): self.values = np.asarray(values)
+    def __call__(self, i: int) -> int: return int(self.values[i])
+
+
+def _task_labels(df: pd.DataFrame, task: str, age_cut: int) -> np.ndarray:
+    tl = TaskLabel(task, age_cut)
+    if task in ('age', 'all') and ('age' not in df.columns or df['age'].isna().any()):
+        return np.array([tl(row) for _, row in df.iterrows()], dtype=np.int64)
+    return np.asarray(tl.labels(df), dtype=np.int64)
+
+
+def cached_datablock(df: pd.DataFrame, task: str, splits, size: int, age_cut: int = DEFAULT_AGE_CUT,
+                     crop: float = REPORT_CROP, augment: bool = True, skip_bad: bool = False) -> DataBlock:
+    "The DataBlock of one task over row indices of `df`, reading images from the decoded-image cache (`cache.py`)."
+    from .cache import cached_images
+    array, rows = cached_images(df['path'], size, crop, skip_bad=skip_bad)
+    return DataBlock(blocks=(CachedImageBlock(array, rows), CategoryBlock(vocab=list(range(len(task_names(task)))))),
+                     get_y=_Lookup(_task_labels(df, task, age_cut)), splitter=IndexSplitter(splits[1]),
+                     batch_tfms=batch_tfms(augment))
+
+
+def _use_cache(cache: bool | None) -> bool:
+    "Whether to read images from the cache (default: the speed settings); tunes the CPU allocator for batch tensors."
+    from .accel import SETTINGS, tune_allocator
+    tune_allocator()
+    return SETTINGS.cache if cache is None else cache
 
 
 def task_dls(df: pd.DataFrame, task: str, size: int = 224, bs: int = 64, age_cut: int = DEFAULT_AGE_CUT,
              valid_pct: float = 0.15, split_seed: int = 156, balanced: bool | None = None, seed: int = 0,
              crop: float = REPORT_CROP, augment: bool = True, num_workers: int | None = None, splits=None,
-             device=None) -> DataLoaders:
-    "DataLoaders of one task; the mask task draws balanced 1:1:1 batches by default."
+             device=None, cache: bool | None = None) -> DataLoaders:
+    "DataLoaders of one task; the mask task draws balanced 1:1:1 batches by default; images from the cache by default."
     df = df.reset_index(drop=True)
     splits = person_split(df, valid_pct, split_seed) if splits is None else splits
     balanced = (task == 'mask') if balanced is None else balanced
@@ -123,17 +165,26 @@ def task_dls(df: pd.DataFrame, task: str, size: int = 224, bs: int = 64, age_cut
     if balanced:
         if 'mask' not in df.columns: raise LayoutError("the balanced mask sampler needs a 'mask' column")
         kw = dict(dl_type=BalancedMaskDL, dl_kwargs=[{'groups': mask_groups(df.iloc[splits[0]]), 'draw_seed': seed}, {}])
-    dblock = task_datablock(task, splits, size, age_cut, crop, augment)
     nw = default_workers() if num_workers is None else num_workers
+    if _use_cache(cache) and 'path' in df.columns:
+        dblock = cached_datablock(df, task, splits, size, age_cut, crop, augment)
+        return dblock.dataloaders(list(range(len(df))), bs=bs, num_workers=nw, device=device, **kw)
+    dblock = task_datablock(task, splits, size, age_cut, crop, augment)
     return dblock.dataloaders(df, bs=bs, num_workers=nw, device=device, **kw)
 
 
 def infer_dl(paths, size: int, crop: float = REPORT_CROP, bs: int = 64, num_workers: int | None = None,
-             device=None) -> TfmdDL:
-    "A loader over image paths with the validation transforms (crop, resize, normalise), in order."
+             device=None, cache: bool | None = None) -> TfmdDL:
+    "A loader over image paths with the validation transforms (crop, resize, normalise), in order; cached by default."
     paths = [str(p) for p in paths]
-    dsets = Datasets(paths, tfms=[[FaceImage.create]], split_idx=1)
     nw = default_workers() if num_workers is None else num_workers
+    if _use_cache(cache):
+        from .cache import cached_images
+        array, rows = cached_images(paths, size, crop)
+        dsets = Datasets(list(range(len(paths))), tfms=[[CachedImage(array, rows)]], split_idx=1)
+        return TfmdDL(dsets, bs=bs, shuffle=False, drop_last=False, num_workers=nw,
+                      after_batch=batch_tfms(False), device=device or default_device())
+    dsets = Datasets(paths, tfms=[[FaceImage.create]], split_idx=1)
     return TfmdDL(dsets, bs=bs, shuffle=False, drop_last=False, num_workers=nw,
                   after_item=[*item_tfms(size, crop), ToTensor()],
-                  after_batch=[IntToFloatTensor(), *batch_tfms(False)], device=device or default_device())
+                  after_batch=batch_tfms(False), device=device or default_device())

@@ -3,11 +3,19 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ['atomic_path', 'write_text', 'write_json', 'write_csv', 'save_torch', 'read_json']
+__all__ = ['atomic_path', 'atomic_dir', 'write_text', 'write_bytes', 'write_json', 'write_csv', 'save_torch',
+           'save_npy', 'read_json']
+
+
+def _umask() -> int:
+    m = os.umask(0)
+    os.umask(m)
+    return m
 
 
 @contextmanager
@@ -19,15 +27,36 @@ def atomic_path(path, suffix=''):
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
+@contextmanager
+def atomic_dir(path):
+    "Yield a temporary folder beside `path`; rename it onto `path` (which must not exist) only if the block succeeds."
+    path = Path(path)
+    if path.exists(): raise FileExistsError(f"'{path}' already exists")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())
+        os.rename(tmp, path)
+    finally: shutil.rmtree(tmp, ignore_errors=True)
+
+
 def write_text(path, text: str) -> Path:
     "Write text atomically."
     with atomic_path(path) as tmp: tmp.write_text(text)
+    return Path(path)
+
+
+def write_bytes(path, data: bytes) -> Path:
+    "Write bytes atomically."
+    with atomic_path(path) as tmp: tmp.write_bytes(data)
     return Path(path)
 
 
@@ -52,4 +81,12 @@ def save_torch(path, obj) -> Path:
     "torch.save atomically."
     import torch
     with atomic_path(path) as tmp: torch.save(obj, tmp)
+    return Path(path)
+
+
+def save_npy(path, arr) -> Path:
+    "numpy.save atomically (to exactly `path`)."
+    import numpy as np
+    with atomic_path(path) as tmp:
+        with open(tmp, 'wb') as f: np.save(f, arr)
     return Path(path)

@@ -1,14 +1,14 @@
-"""Optimizers by name: fastai's own where it has one."""
+"""Optimizers by name: fastai's own where it has one, pytorch-optimizer's AdamP and MADGRAD through `OptimWrapper`."""
 from __future__ import annotations
 
 from functools import partial
 from typing import Callable
 
-from fastai.optimizer import SGD, Adam
+from fastai.optimizer import SGD, Adam, OptimWrapper
 
-from .errors import RecipeError
+from .errors import MissingExtraError, RecipeError
 
-__all__ = ['OPTIMIZERS', 'register_opt', 'get_opt']
+__all__ = ['OPTIMIZERS', 'register_opt', 'get_opt', 'wrapped']
 
 OPTIMIZERS: dict[str, Callable] = {}
 
@@ -19,6 +19,20 @@ def register_opt(name: str):
         OPTIMIZERS[name] = f
         return f
     return deco
+
+
+def wrapped(opt_class) -> Callable:
+    "A fastai `opt_func` for a torch optimizer class: `OptimWrapper` maps lr, wd (weight_decay) and mom (betas[0] or momentum)."
+    def opt_func(params, **kwargs): return OptimWrapper(params, opt_class, **kwargs)
+    opt_func.__name__ = opt_func.__qualname__ = opt_class.__name__
+    return opt_func
+
+
+def _pytorch_optimizer(name: str):
+    "A class of the optional pytorch-optimizer package, imported lazily."
+    try: import pytorch_optimizer
+    except ImportError: raise MissingExtraError('pytorch-optimizer', 'optim', f'the {name} optimizer') from None
+    return getattr(pytorch_optimizer, name)
 
 
 @register_opt('adam')
@@ -37,6 +51,18 @@ def adamw():
 def sgd():
     "SGD with momentum 0.9."
     return partial(SGD, mom=0.9)
+
+
+@register_opt('adamp')
+def adamp():
+    "AdamP (Heo et al. 2021) from pytorch-optimizer: Adam that projects out the radial part of scale-invariant weights' updates."
+    return wrapped(_pytorch_optimizer('AdamP'))
+
+
+@register_opt('madgrad')
+def madgrad():
+    "MADGRAD (Defazio & Jelassi 2021) from pytorch-optimizer: dual-averaged adaptive momentum."
+    return wrapped(_pytorch_optimizer('MADGRAD'))
 
 
 def get_opt(name: str):

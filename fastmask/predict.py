@@ -52,12 +52,16 @@ def _task_probs(model, meta, paths, bs, num_workers, tta: bool = False) -> np.nd
     "Softmax probabilities of one task model over image paths (validation transforms)."
     from fastai.torch_core import default_device
     from .data import infer_dl
+    from .accel import autocast_ctx, inference_model
     dev = default_device()
-    model = model.to(dev)
+    model = inference_model(model, dev)  # channels-last / compile per accel settings
     out = []
-    for (xb,) in infer_dl(paths, meta['size'], meta['crop'], bs=bs, num_workers=num_workers, device=dev):
-        p = model(xb).float().softmax(-1)
-        if tta: p = (p + model(xb.flip(-1)).float().softmax(-1)) / 2
+    from .progress import progress
+    dl = infer_dl(paths, meta['size'], meta['crop'], bs=bs, num_workers=num_workers, device=dev)
+    for (xb,) in progress(dl, len(dl), f"predict {meta.get('task', '')}"):  # a bar in a terminal only
+        with autocast_ctx(dev):
+            p = model(xb).float().softmax(-1)
+            if tta: p = (p + model(xb.flip(-1)).float().softmax(-1)) / 2
         out.append(p.cpu())
     return torch.cat(out).numpy()
 
@@ -65,8 +69,15 @@ def _task_probs(model, meta, paths, bs, num_workers, tta: bool = False) -> np.nd
 def predict_paths(run_dir, paths, bs: int = 64, num_workers: int | None = None, tta: bool = False) -> np.ndarray:
     "18-class probabilities of a finished run on image paths."
     paths = list(map(str, paths))
+    from .kfold import fold_dirs  # a k-fold run folder: soft vote of its fold models
+    if not any(Path(run_dir).glob('model_*.pth')) and (folds := fold_dirs(run_dir)):
+        return soft_vote([predict_paths(d, paths, bs, num_workers, tta) for d in folds])
     models = run_models(run_dir)
-    probs = {t: _task_probs(*load_task_model(p), paths, bs, num_workers, tta) for t, p in models.items()}
+    from .facecrop import run_preprocess  # face-crop runs see cached crops
+    from .agemodel import external_heads  # external-age runs take the age head from a packaged estimator
+    seen = run_preprocess(run_dir, paths)
+    probs = {t: _task_probs(*load_task_model(p), seen, bs, num_workers, tta) for t, p in models.items()}
+    probs.update(external_heads(run_dir, paths, probs))
     if 'all' in probs: return probs['all']
     if all(t in probs for t in ('mask', 'gender', 'age')): return combine_tasks(probs['mask'], probs['gender'], probs['age'])
     raise FastmaskError(f"{run_dir}: has models for {', '.join(probs)} only; 18-class predictions need all three tasks")

@@ -18,7 +18,7 @@ from fastai.torch_core import set_seed
 
 from .data import person_split, task_dls
 from .errors import RecipeError
-from .io import save_torch, write_csv, write_json
+from .io import save_npy, save_torch, write_csv, write_json
 from .labels import N_CLASSES, task_names
 from .layout import DataSource, open_data
 from .losses import get_loss
@@ -29,7 +29,7 @@ from .recipes import Recipe, get_recipe
 from .runinfo import environment
 
 __all__ = ['learner', 'build_learner', 'fit_task', 'run_recipe', 'run_train', 'RUNNERS', 'register_runner',
-           'new_run_dir', 'metric_name']
+           'new_run_dir', 'metric_name', 'finish_run']
 
 RUNNERS: dict[str, Callable] = {}
 
@@ -69,6 +69,9 @@ def build_learner(recipe: Recipe, data, task: str | None = None, weights=None, s
     learn = Learner(dls, model, loss_func=get_loss(r.loss, n, **dict(r.loss_params)), opt_func=get_opt(r.opt),
                     metrics=[F1Score(average='macro'), accuracy], wd=r.wd, cbs=list(cbs))
     learn.recipe, learn.task = r, task
+    from .sampling import apply_sampling; from .cutmix import apply_cutmix  # recipe extras: sampler, class weights, cutmix
+    apply_cutmix(apply_sampling(learn))
+    from .accel import accelerate; accelerate(learn)  # speed: bf16/fp16 + channels-last on CUDA, opt-in compile
     return learn
 
 
@@ -92,6 +95,8 @@ def task_callbacks(r: Recipe, task: str, run_dir: Path) -> list:
         cbs.append(SWACallback(start_epoch=r.swa_start, swa_lr=r.swa_lr or r.lr))
     else:
         cbs.append(SaveModelCallback(monitor=name, comp=comp, fname=f'.best_{task}', with_opt=False))
+    from .trackers import tracker_callbacks
+    cbs += tracker_callbacks(task)  # --track: TensorBoard / MLflow / W&B logging of this fit
     return cbs
 
 
@@ -100,13 +105,17 @@ def fit_task(learn: Learner, run_dir: Path) -> Learner:
     r, task = learn.recipe, learn.task
     learn.path, learn.model_dir = run_dir, '.'
     cbs = task_callbacks(r, task, run_dir)
-    with (nullcontext() if sys.stdout.isatty() else learn.no_bar()):
+    from .checkpoint import CheckpointCallback, checkpoint_path
+    cbs.append(CheckpointCallback(checkpoint_path(run_dir, task)))  # resumes from it when it exists
+    from .distributed import distrib_fit
+    with (nullcontext() if sys.stdout.isatty() else learn.no_bar()), distrib_fit(learn):
         if r.schedule == 'one_cycle': learn.fit_one_cycle(r.epochs, r.lr, cbs=cbs)
         elif r.schedule == 'constant': learn.fit(r.epochs, r.lr, cbs=cbs)
         else: raise RecipeError(f"unknown schedule '{r.schedule}' (one_cycle or constant)")
     (run_dir / f'.best_{task}.pth').unlink(missing_ok=True)
     save_torch(run_dir / f'model_{task}.pth', dict(arch=r.arch, task=task, n_out=len(task_names(task)), size=r.size,
                                                    crop=r.crop, age_cut=r.age_cut, state_dict=learn.model.state_dict()))
+    checkpoint_path(run_dir, task).unlink(missing_ok=True)
     return learn
 
 
@@ -134,26 +143,29 @@ def _valid_frame(src: DataSource, idx: np.ndarray, probs: dict[str, np.ndarray])
 
 
 @register_runner('train')
-def run_train(recipe: Recipe, data, run_dir: Path, weights=None, num_workers: int | None = None, **_) -> dict:
+def run_train(recipe: Recipe, data, run_dir: Path, weights=None, num_workers: int | None = None, splits=None, **_) -> dict:
     "Train every task model of the recipe, combine them, score the validation set, and predict the eval set."
     src = _as_source(data)
     tasks = [t for t in recipe.tasks if t in src.tasks]
     if not tasks: raise RecipeError(f"recipe {recipe.name} trains {', '.join(recipe.tasks)} but the data only has "
                                     f"labels for {', '.join(src.tasks) or 'nothing'}")
-    splits = person_split(src.train.reset_index(drop=True), recipe.valid_pct, recipe.split_seed)
+    if splits is None: splits = person_split(src.train.reset_index(drop=True), recipe.valid_pct, recipe.split_seed)
     probs, epochs, models = {}, {}, {}
     for task in tasks:
-        learn = fit_task(build_learner(recipe, src, task, weights=weights, splits=splits, num_workers=num_workers), run_dir)
+        learn = build_learner(recipe, src, task, weights=weights, splits=splits, num_workers=num_workers)
+        from .checkpoint import load_finished
+        learn = load_finished(learn, run_dir) if (run_dir / f'model_{task}.pth').is_file() else fit_task(learn, run_dir)
         with (nullcontext() if sys.stdout.isatty() else learn.no_bar()):
             p, _ = learn.get_preds(dl=learn.dls.valid, act=lambda x: torch.softmax(x.float(), -1))
         probs[task], epochs[task], models[task] = p.numpy(), len(learn.recorder.values), learn
     vf, p18 = _valid_frame(src, splits[1], probs)
     write_csv(run_dir / 'valid_preds.csv', vf)
-    if p18 is not None: np.save(run_dir / 'valid_probs.npy', p18.astype(np.float32))
+    if p18 is not None: save_npy(run_dir / 'valid_probs.npy', p18.astype(np.float32))
     summary = dict(epochs=epochs, n_train=int(len(splits[0])), n_valid=int(len(splits[1])), **scores(vf))
     if p18 is not None and src.eval is not None:
         ep = predict_paths(run_dir, src.eval['path'], num_workers=num_workers)
         write_submission(run_dir / 'submission.csv', src.eval, ep)
+        save_npy(run_dir / 'eval_probs.npy', ep.astype(np.float32))  # for k-fold / pseudo-label soft voting
         if src.truth is not None:
             summary.update({f'eval_{k[6:]}': v for k, v in scores(pd.DataFrame(
                 {'label': src.truth.set_index('ImageID').loc[src.eval['ImageID'], 'ans'].to_numpy(),
@@ -162,14 +174,30 @@ def run_train(recipe: Recipe, data, run_dir: Path, weights=None, num_workers: in
 
 
 def run_recipe(recipe: Recipe | str, data='demo', out='runs', weights=None, num_workers: int | None = None,
-               overrides: dict | None = None, **opts) -> Path:
-    "Run a recipe into a new run folder and return it; `summary.json` is written last."
+               overrides: dict | None = None, skip_bad: bool = False, fix_labels: bool = False, **opts) -> Path:
+    "Run a recipe into a new run folder and return it; bad data is refused unless `skip_bad`; `summary.json` is written last."
     r = get_recipe(recipe) if isinstance(recipe, str) else recipe
     if r.kind not in RUNNERS: raise RecipeError(f"recipe {r.name} needs runner '{r.kind}', which is not available")
-    src = _as_source(data)
-    run_dir = new_run_dir(out, r.name)
+    from .trackers import check_tracker, tracking
+    track = opts.pop('track', None)
+    if track: check_tracker(track)  # an unknown tracker or a missing extra fails before the run folder exists
+    from .check import prepare_data
+    src, prep = (data, None) if isinstance(data, DataSource) else prepare_data(data, skip_bad=skip_bad, fix_labels=fix_labels)
+    from .distributed import rank0_run_dir
+    run_dir = rank0_run_dir(new_run_dir, out, r.name)
     write_json(run_dir / 'config.json', dict(recipe=r.to_dict(), overrides=overrides or {}, data=str(src.root),
-                                             weights=str(weights) if weights else None, **environment()))
+                                             weights=str(weights) if weights else None, **environment(),
+                                             **(prep.config() if prep else {}),
+                                             options=dict(num_workers=num_workers, out=str(out))))
+    if prep: prep.write(run_dir)
+    from .checkpoint import interruptible
+    with interruptible(run_dir), tracking(track, run_dir):
+        return finish_run(r, src, run_dir, weights=weights, num_workers=num_workers, out=out, overrides=overrides, **opts)
+
+
+def finish_run(r: Recipe, src: DataSource, run_dir: Path, weights=None, num_workers: int | None = None, out='runs',
+               overrides: dict | None = None, **opts) -> Path:
+    "Run (or continue, see `checkpoint.resume_run`) a recipe's runner in `run_dir`; write `summary.json` last."
     t0 = time.time()
     summary = RUNNERS[r.kind](r, src, run_dir, weights=weights, num_workers=num_workers, out=Path(out),
                               overrides=overrides or {}, **opts)

@@ -1,0 +1,101 @@
+"""K-fold by person: stratified group folds, one normal run folder per fold, out-of-fold scores, soft-voted folds.
+
+A k-fold run folder holds `fold0/ ... fold{k-1}/` (each a normal run folder), `oof_probs.npy` and `oof_preds.csv`
+(every training photo predicted by the fold model that did not see its person), `submission.csv` (the folds'
+soft vote) and a `summary.json` with `oof_f1` next to each fold's `valid_f1`.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedGroupKFold
+
+from .data import _strata, person_keys
+from .errors import LayoutError, RecipeError
+from .io import read_json, write_csv, write_json
+from .predict import macro_f1, scores, soft_vote, write_submission
+from .recipes import Recipe
+from .train import RUNNERS, _as_source, register_runner
+
+__all__ = ['person_folds', 'fold_dirs', 'as_kfold', 'run_kfold', 'DEFAULT_FOLDS']
+
+DEFAULT_FOLDS = 5
+
+
+def person_folds(df: pd.DataFrame, k: int = DEFAULT_FOLDS, seed: int = 156) -> list[tuple[np.ndarray, np.ndarray]]:
+    "Row indices (train, valid) of `k` folds: people never split, folds stratified by gender x age group."
+    df = df.reset_index(drop=True)
+    keys = person_keys(df).reset_index(drop=True)
+    strata = _strata(df, keys)
+    if k < 2: raise RecipeError(f'k-fold needs at least 2 folds, not {k}')
+    if len(strata) < k: raise LayoutError(f'cannot split {len(strata)} person(s) into {k} folds')
+    y = strata.loc[keys].to_numpy()
+    sgkf = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    return [(np.sort(tr), np.sort(va)) for tr, va in sgkf.split(np.zeros(len(df)), y, keys.to_numpy())]
+
+
+def fold_dirs(run_dir) -> list[Path]:
+    "The fold run folders of a k-fold run folder, in order (empty for other run folders)."
+    run_dir = Path(run_dir)
+    dirs = sorted((p for p in run_dir.glob('fold*') if p.is_dir() and p.name[4:].isdigit()), key=lambda p: int(p.name[4:]))
+    return [d for d in dirs if any(d.glob('model_*.pth'))]
+
+
+def as_kfold(recipe: Recipe, folds: int) -> Recipe:
+    "Any recipe wrapped in the k-fold runner (`--folds K`)."
+    if folds < 2: raise RecipeError(f'--folds {folds}: k-fold needs at least 2 folds')
+    if recipe.kind == 'kfold': inner = recipe.option('fold_kind', 'train')
+    else: inner = recipe.kind
+    if inner != 'train': raise RecipeError(f"recipe {recipe.name} (kind '{inner}') cannot be k-folded: only 'train' recipes")
+    extras = tuple((k, v) for k, v in recipe.extras if k not in ('folds', 'fold_kind'))
+    return replace(recipe, kind='kfold', extras=extras + (('folds', folds), ('fold_kind', inner)))
+
+
+@register_runner('kfold')
+def run_kfold(recipe: Recipe, data, run_dir: Path, weights=None, num_workers: int | None = None, **opts) -> dict:
+    "Train the recipe once per fold into `run_dir/fold{i}`, score the out-of-fold predictions, soft-vote the folds."
+    from .runinfo import environment
+    src = _as_source(data)
+    k, inner = int(recipe.option('folds', DEFAULT_FOLDS)), recipe.option('fold_kind', 'train')
+    base = replace(recipe, kind=inner)
+    train = src.train.reset_index(drop=True)
+    folds = person_folds(train, k, recipe.split_seed)
+    oof = np.full((len(train), 18), np.nan, dtype=np.float32)
+    frames, fold_f1, eval_probs = [], [], []
+    for i, (tr, va) in enumerate(folds):
+        sub = Path(run_dir) / f'fold{i}'
+        sub.mkdir(parents=True, exist_ok=True)
+        write_json(sub / 'config.json', dict(recipe=base.to_dict(), fold=i, folds=k, data=str(src.root), **environment()))
+        s = RUNNERS[inner](base, src, sub, weights=weights, num_workers=num_workers, splits=(tr, va), **opts)
+        s.update(recipe=base.name, fold=i, status='finished')
+        write_json(sub / 'summary.json', s)
+        fold_f1.append(s.get('valid_f1'))
+        vf = pd.read_csv(sub / 'valid_preds.csv').assign(fold=i)
+        frames.append(vf)
+        if (sub / 'valid_probs.npy').exists(): oof[va] = np.load(sub / 'valid_probs.npy')
+        if (sub / 'eval_probs.npy').exists(): eval_probs.append(np.load(sub / 'eval_probs.npy'))
+    oof_df = pd.concat(frames, ignore_index=True)
+    write_csv(Path(run_dir) / 'oof_preds.csv', oof_df)
+    summary = dict(folds=k, fold_valid_f1=fold_f1, n_train=int(len(train)))
+    if not np.isnan(oof).any():
+        np.save(Path(run_dir) / 'oof_probs.npy', oof)
+        summary['oof_f1'] = round(macro_f1(train['label'], oof.argmax(1)), 4)
+    summary.update({f'oof_{k_[6:]}': v for k_, v in scores(oof_df).items() if k_ != 'valid_f1'})
+    if fold_f1 and all(f is not None for f in fold_f1):
+        summary['valid_f1'] = round(float(np.mean(fold_f1)), 4)   # mean over folds (compare with a single split)
+    if len(eval_probs) == k and src.eval is not None:
+        ep = soft_vote(eval_probs)
+        np.save(Path(run_dir) / 'eval_probs.npy', ep)
+        write_submission(Path(run_dir) / 'submission.csv', src.eval, ep)
+        if src.truth is not None:
+            truth = src.truth.set_index('ImageID').loc[src.eval['ImageID'], 'ans'].to_numpy()
+            summary.update({f'eval_{k_[6:]}': v for k_, v in scores(pd.DataFrame({'label': truth, 'pred': ep.argmax(1)})).items()})
+    return summary
+
+
+def fold_summaries(run_dir) -> list[dict]:
+    "The summary of each fold of a k-fold run folder."
+    return [read_json(d / 'summary.json') for d in fold_dirs(run_dir) if (d / 'summary.json').exists()]

@@ -1,0 +1,133 @@
+"""Checkpoints and resume: an interrupted fit (exception, SIGKILL) continues to the same metrics; reproducibility."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from fastai.callback.core import Callback
+
+from fastmask.checkpoint import CheckpointCallback, RunInterrupted, checkpoint_path, interruptible, resume_run
+from fastmask.recipes import Recipe
+from fastmask.train import build_learner, fit_task, run_recipe
+
+TINY = Recipe(name='tiny_test', description='test', arch='mobilenetv2_100', pretrained=False, size=32, bs=16,
+              epochs=3, lr=3e-3, patience=5)
+
+
+class Counter(Callback):
+    "A stand-in for SWA: a callback whose state (`state_dict`) must survive an interruption."
+    order = 55
+    def __init__(self): self.n, self.total = 0, 0.0
+    def after_epoch(self): self.n, self.total = self.n + 1, self.total + float(self.recorder.values[-1][0])
+    def state_dict(self): return dict(n=self.n, total=self.total)
+    def load_state_dict(self, sd): self.n, self.total = sd['n'], sd['total']
+
+
+class Crash(Callback):
+    "Interrupt (like Ctrl-C) after the checkpoint of epoch `at`."
+    order = CheckpointCallback.order + 1
+    def __init__(self, at: int): self.at = at
+    def after_epoch(self):
+        if self.epoch == self.at: raise KeyboardInterrupt
+
+
+def _metrics(run_dir: Path, task='all') -> pd.DataFrame:
+    return pd.read_csv(run_dir / f'metrics_{task}.csv').drop(columns='time')
+
+
+def _fit(data, run_dir, *cbs):
+    run_dir.mkdir(parents=True, exist_ok=True)
+    learn = build_learner(TINY, data, 'all', cbs=[Counter(), *cbs], num_workers=0)
+    return fit_task(learn, run_dir)
+
+
+def test_interrupted_fit_resumes_to_the_same_result(tiny_demo, tmp_path):
+    ref = _fit(tiny_demo, tmp_path / 'ref')
+    with pytest.raises(KeyboardInterrupt): _fit(tiny_demo, tmp_path / 'cut', Crash(at=0))
+    ck = checkpoint_path(tmp_path / 'cut', 'all')
+    assert ck.is_file() and not (tmp_path / 'cut' / 'model_all.pth').exists()
+    assert torch.load(ck, weights_only=False)['epoch'] == 0
+    res = _fit(tiny_demo, tmp_path / 'cut')
+    pd.testing.assert_frame_equal(_metrics(tmp_path / 'cut'), _metrics(tmp_path / 'ref'), atol=1e-6, rtol=0)
+    assert len(_metrics(tmp_path / 'cut')) == 3 and not ck.exists()
+    c_ref, c_res = ref.cbs.filter(lambda c: isinstance(c, Counter))[0], res.cbs.filter(lambda c: isinstance(c, Counter))[0]
+    assert c_res.n == c_ref.n == 3 and c_res.total == pytest.approx(c_ref.total, abs=1e-6)
+    for a, b in zip(ref.model.state_dict().values(), res.model.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-6)
+
+
+def test_same_seed_same_metrics(tiny_demo, tmp_path):
+    r = Recipe(**{**TINY.to_dict(), 'epochs': 1, 'patience': None})
+    a = run_recipe(r, tiny_demo, tmp_path / 'a', num_workers=0)
+    b = run_recipe(r, tiny_demo, tmp_path / 'b', num_workers=0)
+    pd.testing.assert_frame_equal(_metrics(a), _metrics(b), atol=1e-6, rtol=0)
+    pa, pb = pd.read_csv(a / 'valid_preds.csv'), pd.read_csv(b / 'valid_preds.csv')
+    pd.testing.assert_frame_equal(pa, pb)
+    import json
+    ca, cb = (json.loads((d / 'config.json').read_text()) for d in (a, b))
+    assert ca['data_fingerprint'] == cb['data_fingerprint'] and len(ca['data_fingerprint']) == 64
+    assert Recipe.from_dict(ca['recipe']) == r and ca['versions']['torch'] and ca['fix_labels'] is False
+
+
+def test_resume_skips_finished_tasks(tiny_demo, tmp_path, monkeypatch):
+    import fastmask.train as train
+    r = Recipe(**{**TINY.to_dict(), 'epochs': 1, 'patience': None, 'tasks': ('mask', 'gender')})
+    orig = train.task_callbacks
+    monkeypatch.setattr(train, 'task_callbacks', lambda r, task, d: orig(r, task, d) + ([Crash(0)] if task == 'gender' else []))
+    with pytest.raises(RunInterrupted, match="fastmask resume"): run_recipe(r, tiny_demo, tmp_path, num_workers=0)
+    run_dir = next((tmp_path / 'tiny_test').iterdir())
+    mask = (run_dir / 'model_mask.pth').read_bytes()
+    assert checkpoint_path(run_dir, 'gender').is_file() and not (run_dir / 'summary.json').exists()
+    monkeypatch.setattr(train, 'task_callbacks', orig)
+    resume_run(run_dir)
+    assert (run_dir / 'model_mask.pth').read_bytes() == mask and (run_dir / 'model_gender.pth').is_file()
+    summary = pd.read_json(run_dir / 'summary.json', typ='series')
+    assert summary['status'] == 'finished' and summary['epochs'] == {'mask': 1, 'gender': 1}
+    from fastmask.errors import FastmaskError
+    with pytest.raises(FastmaskError, match='already finished'): resume_run(run_dir)
+
+
+def test_sigterm_becomes_resume_message(tmp_path):
+    with pytest.raises(RunInterrupted) as e:
+        with interruptible(tmp_path):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+    assert f"fastmask resume {tmp_path}" in str(e.value)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL or callable(signal.getsignal(signal.SIGTERM))
+
+
+def _cli(*args, **kw):
+    env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
+    return subprocess.Popen([sys.executable, '-m', 'fastmask', *map(str, args)], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+
+
+def test_sigkill_then_resume_matches_uninterrupted(tiny_demo, tmp_path):
+    args = ['recipe', 'baseline_mobilenetv2', '--data', tiny_demo, '--size', 32, '--bs', 16, '--epochs', 3,
+            '--no-pretrained', '--workers', 0]
+    ref = _cli(*args, '--out', tmp_path / 'ref')
+    cut = _cli(*args, '--out', tmp_path / 'cut')
+    t0 = time.time()
+    while not list((tmp_path / 'cut').glob('*/*/checkpoint_all.pth')):
+        assert cut.poll() is None, cut.communicate()
+        assert time.time() - t0 < 240, 'no checkpoint after 240 s'
+        time.sleep(0.02)
+    cut.send_signal(signal.SIGKILL)
+    cut.wait()
+    run_dir = next((tmp_path / 'cut').glob('*/*'))
+    assert not (run_dir / 'summary.json').exists() and not (run_dir / 'model_all.pth').exists(), 'the run ended before the kill'
+    res = _cli('resume', run_dir)
+    out, err = res.communicate(timeout=300)
+    assert res.returncode == 0 and 'Traceback' not in err, err
+    _, err = ref.communicate(timeout=300)
+    assert ref.returncode == 0, err
+    ref_dir = next((tmp_path / 'ref').glob('*/*'))
+    pd.testing.assert_frame_equal(_metrics(run_dir), _metrics(ref_dir), atol=1e-6, rtol=0)
+    a, b = (pd.read_json(d / 'summary.json', typ='series').drop(['wall_time_s']) for d in (ref_dir, run_dir))
+    pd.testing.assert_series_equal(a, b)
+    assert (ref_dir / 'submission.csv').read_text() == (run_dir / 'submission.csv').read_text()

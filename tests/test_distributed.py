@@ -1,0 +1,98 @@
+"""Two processes on the CPU (gloo backend, torchrun): DDP trains, samplers partition the people, rank 0 writes."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fastmask.distributed import is_distributed, launch_command, main_dir, rank0_run_dir, world_size
+
+SCRIPT = r'''
+import json, sys
+import fastmask.distributed as D
+from fastmask.recipes import resolve
+from fastmask.train import run_recipe
+draws, orig = [], D.FastmaskDistributedDL.get_idxs
+def get_idxs(self):
+    idxs = orig(self)
+    if self.dl.shuffle:
+        items = self.dataset.items                         # rows, or row numbers of the cached-image path
+        row = lambda i: TRAIN.iloc[int(items[i])] if isinstance(items, list) else items.iloc[i]
+        draws.append(dict(idxs=[int(i) for i in idxs], n=self.n, n_padded=self.n_padded,
+                          persons=[str(row(i)['person']) for i in idxs]))
+    return idxs
+D.FastmaskDistributedDL.get_idxs = get_idxs
+data, out, logdir = sys.argv[1:4]
+from fastmask.layout import open_data
+TRAIN = open_data(data).train.reset_index(drop=True)
+r = resolve('baseline_mobilenetv2', quick=True, size=32, epochs=1, bs=8, tasks=('mask',))
+run = run_recipe(r, data, out, num_workers=0)
+json.dump(dict(rank=D.rank(), world=D.world_size(), run=str(run), draws=draws), open(f'{logdir}/rank{D.rank()}.json', 'w'))
+'''
+
+
+def test_single_process_defaults(tmp_path):
+    assert not is_distributed() and world_size() == 1
+    assert rank0_run_dir(lambda p: Path(p), tmp_path) == tmp_path     # no process group: just makes the folder
+    assert main_dir(tmp_path / 'a') == tmp_path / 'a'
+    cmd = launch_command(['recipe', 'x', '--quick'], 4)
+    assert cmd[1:3] == ['-m', 'torch.distributed.run'] and '--nproc_per_node=4' in cmd
+    assert cmd[-5:] == ['-m', 'fastmask', 'recipe', 'x', '--quick']
+
+
+@pytest.fixture(scope='module')
+def two_process_run(tiny_demo, tmp_path_factory):
+    "Train the mask task of a quick recipe with two CPU processes under torchrun."
+    d = tmp_path_factory.mktemp('ddp')
+    (d / 'script.py').write_text(SCRIPT)
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore')
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--standalone',
+           str(d / 'script.py'), str(tiny_demo), str(d / 'runs'), str(d)]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return d, [json.loads((d / f'rank{r}.json').read_text()) for r in (0, 1)]
+
+
+def test_ddp_run_folder_written_once(two_process_run):
+    d, (r0, r1) = two_process_run
+    runs = [p for p in (d / 'runs').glob('*/*') if p.is_dir()]
+    assert len(runs) == 1 and str(runs[0]) == r0['run']                 # one run folder, rank 0's
+    assert r0['world'] == r1['world'] == 2 and r1['run'] != r0['run']
+    assert not Path(r1['run']).exists()                                  # rank 1's scratch folder is gone
+    for f in ('config.json', 'summary.json', 'model_mask.pth', 'metrics_mask.csv', 'valid_preds.csv'):
+        assert (runs[0] / f).exists(), f
+    assert len(pd.read_csv(runs[0] / 'metrics_mask.csv')) == 1           # one epoch logged once, not per rank
+
+
+def test_ddp_samplers_partition_the_people(two_process_run):
+    _, (r0, r1) = two_process_run
+    assert len(r0['draws']) == len(r1['draws']) >= 1
+    for a, b in zip(r0['draws'], r1['draws']):
+        n, pad = a['n'], a['n_padded']
+        both = a['idxs'] + b['idxs']
+        assert len(both) == pad and len(a['idxs']) == len(b['idxs'])
+        assert len(set(both[:n])) == n                                   # the draw, split over ranks, no repeats
+        assert len(set(a['idxs']) & set(b['idxs'])) <= pad - n             # overlap only from padding
+        counts = pd.Series(a['persons'] + b['persons'])[:n].value_counts()
+        assert (counts == 3).all()                                       # each person: 1 mask + incorrect + normal
+
+
+def test_ddp_metrics_match_single_process_evaluation(two_process_run):
+    "The gathered validation metrics equal a one-process evaluation of the saved model on the validation set."
+    import torch
+    from sklearn.metrics import f1_score
+    from fastmask.predict import _task_probs, load_task_model
+    d, (r0, _) = two_process_run
+    run = Path(r0['run'])
+    vf = pd.read_csv(run / 'valid_preds.csv')
+    model, meta = load_task_model(run / 'model_mask.pth')
+    p = _task_probs(model, meta, vf['path'], 64, 0)
+    assert (p.argmax(1) == vf['pred_mask'].to_numpy()).all()
+    log = pd.read_csv(run / 'metrics_mask.csv').iloc[-1]
+    assert log['f1_score'] == pytest.approx(f1_score(vf['mask'], p.argmax(1), average='macro'), abs=1e-6)
+    loss = torch.nn.functional.nll_loss(torch.log(torch.tensor(p)), torch.tensor(vf['mask'].to_numpy())).item()
+    assert log['valid_loss'] == pytest.approx(loss, rel=0.05)

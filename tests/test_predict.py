@@ -1,0 +1,47 @@
+"""Combining task heads, soft voting and scoring."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from fastmask.labels import encode
+from fastmask.predict import combine_tasks, score_files, scores, soft_vote, write_submission
+
+
+def softmax(x):
+    e = np.exp(x - x.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def test_combined_probabilities_are_the_outer_product_and_argmax_agrees():
+    rng = np.random.default_rng(0)
+    pm, pg, pa = (softmax(rng.normal(size=(500, k)) * 3) for k in (3, 2, 3))
+    p = combine_tasks(pm, pg, pa)
+    assert p.shape == (500, 18) and np.allclose(p.sum(1), 1)
+    assert np.isclose(p[7, encode(2, 1, 0)], pm[7, 2] * pg[7, 1] * pa[7, 0])
+    assert (p.argmax(1) == encode(pm.argmax(1), pg.argmax(1), pa.argmax(1))).all()
+
+
+def test_soft_vote_is_the_mean_and_checks_shapes():
+    a, b = np.full((4, 18), 1 / 18), np.eye(18)[[0, 1, 2, 3]]
+    assert np.allclose(soft_vote([a, b]), (a + b) / 2)
+    with pytest.raises(ValueError):
+        soft_vote([a, np.ones((3, 18))])
+
+
+def test_scores_per_task_from_18_classes():
+    label = np.array([encode(0, 0, 0), encode(1, 1, 2), encode(2, 0, 1), encode(0, 1, 1)])
+    pred = np.array([encode(0, 0, 1), encode(1, 1, 2), encode(2, 1, 1), encode(0, 1, 1)])
+    s = scores(pd.DataFrame({'label': label, 'pred': pred}))
+    assert s['valid_f1_mask'] == 1.0
+    assert s['valid_f1_gender'] < 1.0 and s['valid_f1_age'] < 1.0 and s['valid_f1'] < 1.0
+
+
+def test_submission_and_score_files(tmp_path):
+    ev = pd.DataFrame({'ImageID': ['b.jpg', 'a.jpg', 'c.jpg']})
+    probs = np.eye(18)[[5, 17, 0]]
+    write_submission(tmp_path / 'sub.csv', ev, probs)
+    sub = pd.read_csv(tmp_path / 'sub.csv')
+    assert sub['ImageID'].tolist() == ['b.jpg', 'a.jpg', 'c.jpg'] and sub['ans'].tolist() == [5, 17, 0]
+    pd.DataFrame({'ImageID': ['a.jpg', 'b.jpg', 'c.jpg'], 'ans': [17, 5, 1]}).to_csv(tmp_path / 't.csv', index=False)
+    s = score_files(tmp_path / 'sub.csv', tmp_path / 't.csv')
+    assert s['f1_gender'] == 1.0 and s['f1'] < 1.0

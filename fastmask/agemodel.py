@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -89,7 +90,6 @@ def run_external_age(recipe: Recipe, src: DataSource, run_dir: Path, num_workers
     if not recipe.option('age_model'): raise FastmaskError(f"recipe {recipe.name} names no 'age_model' in its extras")
     AgeEstimator(recipe.option('age_model'))  # fail early, before training, when the package is missing
     tasks = tuple(t for t in recipe.tasks if t != 'age')
-    from dataclasses import replace
     summary = run_train(replace(recipe, tasks=tasks), src, run_dir, num_workers=num_workers, **opts)
     vf = pd.read_csv(run_dir / 'valid_preds.csv')
     vp = predict_paths(run_dir, vf['path'], num_workers=num_workers)

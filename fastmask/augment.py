@@ -52,17 +52,17 @@ def flip_rotate(x: torch.Tensor, deg: torch.Tensor, flip: torch.Tensor | None = 
     n, c, h, w = x.shape
     t = deg.float().to(x.device).view(n, 1, 1) * (math.pi / 180)
     cos, sin = t.cos(), t.sin()
-    xn = (torch.arange(w, device=x.device, dtype=torch.float32) * 2 + 1) / w - 1   # grid_sample's normalised columns
-    yn = (torch.arange(h, device=x.device, dtype=torch.float32) * 2 + 1) / h - 1
-    ix = ((cos * xn.view(1, 1, w) + 1) * w - 1) / 2 - (sin * yn.view(1, h, 1)) * (w / 2)
-    iy = ((cos * yn.view(1, h, 1) + 1) * h - 1) / 2 + (sin * xn.view(1, 1, w)) * (h / 2)
-    ix, iy = ix.round_(), iy.round_()
-    inside = ((ix >= 0) & (ix < w) & (iy >= 0) & (iy < h)).view(n, 1, h * w)
-    ix = ix.clamp_(0, w - 1)
-    if flip is not None: ix = torch.where(flip.view(n, 1, 1), (w - 1) - ix, ix)
-    idx = (iy.clamp_(0, h - 1) * w + ix).long().view(n, 1, h * w).expand(n, c, h * w)
-    out = torch.gather(x.reshape(n, c, h * w), 2, idx)
-    return out.mul_(inside.to(x.dtype)).view(n, c, h, w)
+    px = torch.arange(w, device=x.device, dtype=torch.float32).view(1, 1, w) + (0.5 - w / 2)   # pixel centres
+    py = torch.arange(h, device=x.device, dtype=torch.float32).view(1, h, 1) + (0.5 - h / 2)
+    ax, bx = cos * px + (w / 2 - 0.5), sin * py            # source column = ax - bx, as torchvision's affine grid
+    if flip is not None:                                     # flipped first: column -> w - 1 - column
+        f = flip.to(x.device).view(n, 1, 1)
+        ax, bx = torch.where(f, (w - 1) - ax, ax), torch.where(f, -bx, bx)
+    ix = (ax - bx).round_().clamp_(-1, w)                    # -1 and w land on the zero border
+    iy = (sin * px + (cos * py + (h / 2 - 0.5))).round_().clamp_(-1, h)
+    idx = iy.add_(1).mul_(w + 2).add_(ix.add_(1)).long().view(n, 1, -1).expand(n, c, h * w)
+    xp = F.pad(x, (1, 1, 1, 1)).reshape(n, c, (h + 2) * (w + 2))
+    return torch.gather(xp, 2, idx).view(n, c, h, w)
 
 
 def rotate_nearest(x: torch.Tensor, deg: torch.Tensor) -> torch.Tensor:
@@ -122,18 +122,20 @@ class ReportAugment(RandTransform):
         self.jitter_order = torch.randint(len(ORDERS), (n,), device=dev)
 
     def encodes(self, x: TensorImage):
+        x = x.as_subclass(torch.Tensor)   # plain tensor ops: fastai's TensorBase dispatch is slow on big batches
         moved = (self.do_flip | self.do_affine).nonzero().flatten()
         if len(moved):
             x = x.clone()
             angle = torch.where(self.do_affine, self.angle, torch.zeros_like(self.angle))
             x[moved] = flip_rotate(x[moved], angle[moved], self.do_flip[moved])
-        scale = 1 / 255 if not x.is_floating_point() else 1.0
-        means = x.sum((2, 3), dtype=torch.float32) * (scale / (x.shape[2] * x.shape[3]))
-        m, t = jitter_matrices(means, *self.bcs, self.jitter_order)
+        n, c, h, w = x.shape
+        xf = x.reshape(n, c, h * w).float()
+        if not x.is_floating_point(): xf = xf.mul_(1 / 255)
+        m, t = jitter_matrices(xf.mean(2), *self.bcs, self.jitter_order)
         keep = self.do_affine.view(-1, 1, 1)   # affine items get no colour change
         m = torch.where(keep, torch.eye(3, device=x.device).expand_as(m), m)
         t = torch.where(keep.view(-1, 1), torch.zeros_like(t), t)
-        return TensorImage(colour_to_float(x, m, t))
+        return TensorImage(colour_to_float(xf.view(n, c, h, w), m, t))
 
 
 def item_tfms(size: int, crop: float = REPORT_CROP) -> list:

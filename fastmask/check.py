@@ -120,8 +120,9 @@ class CheckReport:
     def ok(self) -> bool: return not self.errors
 
     def lines(self) -> list[str]:
-        "One line per problem, `path: reason`; notices say so."
-        return [str(p) if p.severity == 'error' else f'{p.path}: notice: {p.reason}' for p in self.problems]
+        "One line per problem, `path: reason` (line breaks in names escaped); notices say so."
+        esc = lambda t: t.replace('\r', '\\r').replace('\n', '\\n')
+        return [esc(str(p) if p.severity == 'error' else f'{p.path}: notice: {p.reason}') for p in self.problems]
 
     def summary(self) -> str:
         "One line: the verdict, the problem count by kind, what was checked."
@@ -137,10 +138,10 @@ class CheckReport:
 
     def refusal(self) -> DataCheckError:
         "The one-line error a recipe raises on data that fails the check."
-        return DataCheckError(f"{self.errors[0]} (and {len(self.errors) - 1} more problem(s)); "
+        return DataCheckError(f"{self.lines()[self.problems.index(self.errors[0])]} (and {len(self.errors) - 1} more problem(s)); "
                               f"'fastmask data check {self.root}' lists them all, --skip-bad trains on the rest"
                               if len(self.errors) > 1 else
-                              f"{self.errors[0]}; 'fastmask data check {self.root}' checks the data, "
+                              f"{self.lines()[self.problems.index(self.errors[0])]}; 'fastmask data check {self.root}' checks the data, "
                               f"--skip-bad trains on the rest")
 
     def fingerprint(self, paths=None) -> str:

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from fastai.callback.core import Callback, CancelEpochException
-from fastai.callback.tracker import SaveModelCallback, TrackerCallback
+from fastai.callback.tracker import SaveModelCallback
+from fastai.learner import Recorder
 from fastcore.foundation import L
 
 from .errors import FastmaskError
@@ -27,7 +28,6 @@ __all__ = ['CheckpointCallback', 'RunInterrupted', 'interruptible', 'rng_states'
            'checkpoint_path', 'load_finished', 'resume_run', 'CHECKPOINT_VERSION']
 
 CHECKPOINT_VERSION = 1
-_TRACKED = ('best', 'wait', 'new_best')
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -53,13 +53,29 @@ def set_rng_states(s: dict) -> None:
     if s.get('cuda') is not None and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s['cuda'])
 
 
+def _plain(v) -> bool:
+    "Whether a callback attribute is state worth saving: numbers, strings, tensors, modules and lists/dicts of them."
+    if v is None or isinstance(v, (bool, int, float, str, np.generic, torch.Tensor, torch.nn.Module)): return True
+    if isinstance(v, (list, tuple)): return all(map(_plain, v))
+    if isinstance(v, dict): return all(isinstance(k, str) and _plain(x) for k, x in v.items())
+    return False
+
+
+def _attr_state(cb) -> dict:
+    "The plain attributes of a callback without `state_dict` (trackers: best, wait; SWA: averaged model, epochs)."
+    return {k: v for k, v in cb.__dict__.items() if k not in ('learn', 'run') and not k.startswith('__') and _plain(v)}
+
+
 def _has_state(cb) -> bool:
     "A callback that owns `state_dict`/`load_state_dict` (not one reached through fastai's attribute delegation)."
     return callable(getattr(type(cb), 'state_dict', None)) and callable(getattr(type(cb), 'load_state_dict', None))
 
 
 class CheckpointCallback(Callback):
-    "Save a resumable checkpoint after every epoch; if `fname` exists when fitting starts, continue from it."
+    """Save a resumable checkpoint after every epoch; if `fname` exists when fitting starts, continue from it.
+
+    Callback state: `state_dict()`/`load_state_dict()` where a callback has them, else its plain attributes
+    (numbers, strings, tensors, modules such as SWA's `AveragedModel`, and lists/dicts of them)."""
     order = 100  # after the recorder, trackers, early stopping and SWA have seen the epoch
 
     def __init__(self, fname, resume: bool = True):
@@ -103,9 +119,8 @@ class CheckpointCallback(Callback):
         "Everything needed to continue after this epoch."
         rec, cbs, files = self.recorder, {}, {}
         for k, cb in self._keyed():
-            if cb is self: continue
-            if _has_state(cb): cbs[k] = cb.state_dict()
-            elif isinstance(cb, TrackerCallback): cbs[k] = {a: cb.__dict__[a] for a in _TRACKED if a in cb.__dict__}
+            if cb is self or isinstance(cb, Recorder): continue
+            cbs[k] = cb.state_dict() if _has_state(cb) else _attr_state(cb)
             if isinstance(cb, SaveModelCallback) and self._best_file(cb).is_file(): files[k] = self._best_file(cb).read_bytes()
         vals = [[v.item() if hasattr(v, 'item') else v for v in row] for row in rec.values]
         return dict(version=CHECKPOINT_VERSION, epoch=self.epoch, n_epoch=self.n_epoch,
@@ -171,6 +186,7 @@ def resume_run(run_dir, num_workers: int | None = None) -> Path:
     from .train import RUNNERS, finish_run
     run_dir = Path(run_dir)
     cfg_file = run_dir / 'config.json'
+    if not run_dir.is_dir(): raise FastmaskError(f'{run_dir}: run folder does not exist')
     if not cfg_file.is_file(): raise FastmaskError(f'{run_dir}: not a run folder (no config.json)')
     if (run_dir / 'summary.json').is_file(): raise FastmaskError(f'{run_dir}: run already finished (summary.json exists)')
     try:

@@ -71,8 +71,12 @@ def recipe_cmd(name: str = typer.Argument(..., help='recipe name (see `fastmask 
                no_cache: bool = typer.Option(False, '--no-cache', help='decode JPEGs every epoch, no image cache'),
                skip_bad: bool = typer.Option(False, '--skip-bad', help='train on the data that passes `fastmask data check`; list the rest in RUN_DIR/skipped.csv'),
                fix_labels: bool = typer.Option(False, '--fix-labels', help='correct the known label noise (recorded in config.json)'),
-               track: Optional[str] = typer.Option(None, help='log to tensorboard, mlflow or wandb (offline, in the run folder)')):
+               track: Optional[str] = typer.Option(None, help='log to tensorboard, mlflow or wandb (offline, in the run folder)'),
+               folds: Optional[int] = typer.Option(None, min=2, help='k-fold by person: train K fold models, soft-vote them'),
+               gpus: Optional[int] = typer.Option(None, min=1, help='train with DDP on N GPUs of this machine (runs torchrun)')):
     "Train a recipe into a new run folder."
+    from .distributed import gpus_relaunch, rank
+    if gpus_relaunch(gpus, sys.argv[1:]) is not None: return
     from .accel import configure; configure(compile=compile, cache=not no_cache)
     from .recipes import resolve
     from .train import run_recipe
@@ -81,9 +85,13 @@ def recipe_cmd(name: str = typer.Argument(..., help='recipe name (see `fastmask 
     changes = dict(epochs=epochs, size=size, bs=bs, lr=lr, arch=arch, seed=seed, pretrained=pretrained,
                    tasks=tuple(tasks) if tasks else None)
     r = resolve(name, quick=quick, **changes)
+    if folds:
+        from .kfold import as_kfold
+        r = as_kfold(r, folds)
     run_dir = run_recipe(r, data, out, weights=weights, num_workers=workers, skip_bad=skip_bad, fix_labels=fix_labels,
                          track=track, overrides={k: v for k, v in dict(changes, quick=quick).items() if v not in (None, False)})
     from .io import read_json
+    if rank(): return                                   # other DDP processes: rank 0 reports
     show({k: v for k, v in read_json(run_dir / 'summary.json').items() if 'f1' in k or k == 'wall_time_s'},
          f'run folder: {run_dir}')
 
@@ -96,7 +104,8 @@ def predict_cmd(run_dir: Path = typer.Argument(..., help='a finished run folder'
                 tta: bool = typer.Option(False, '--tta', help='average with horizontally flipped images'),
                 bs: int = typer.Option(64, min=1), workers: Optional[int] = typer.Option(None, min=0),
                 compile: bool = typer.Option(False, '--compile', help='torch.compile the model (GPU)'),
-                no_cache: bool = typer.Option(False, '--no-cache', help='decode the JPEGs directly, no image cache')):
+                no_cache: bool = typer.Option(False, '--no-cache', help='decode the JPEGs directly, no image cache'),
+                onnx: bool = typer.Option(False, '--onnx', help="use RUN_DIR/model.onnx (see 'fastmask export') with onnxruntime")):
     "Write a submission (ImageID, ans) for the data's eval images."
     from .accel import configure; configure(compile=compile, cache=not no_cache)
     from .layout import open_data
@@ -104,9 +113,28 @@ def predict_cmd(run_dir: Path = typer.Argument(..., help='a finished run folder'
     if not run_dir.is_dir(): fail(f'{run_dir}: run folder does not exist')
     src = open_data(data)
     if src.eval is None: fail(f'{src.root}: has no eval/info.csv to predict')
-    path = write_submission(out or run_dir / 'submission.csv', src.eval,
-                            predict_paths(run_dir, src.eval['path'], bs=bs, num_workers=workers, tta=tta))
+    if onnx:
+        from .export import onnx_file, onnx_predict_paths
+        probs = onnx_predict_paths(onnx_file(run_dir), src.eval['path'], bs=bs, num_workers=workers, tta=tta)
+    else: probs = predict_paths(run_dir, src.eval['path'], bs=bs, num_workers=workers, tta=tta)
+    path = write_submission(out or run_dir / 'submission.csv', src.eval, probs)
     typer.echo(f'wrote {path} ({len(src.eval)} rows)')
+
+
+@app.command('export')
+@user_errors
+def export_cmd(run_dir: Path = typer.Argument(..., help='a finished run folder (single, split-task or k-fold)'),
+               format: str = typer.Option('onnx', '--format', help='export format (onnx)'),
+               out: Optional[Path] = typer.Option(None, help='output file (default RUN_DIR/model.onnx)'),
+               opset: int = typer.Option(17, min=7), workers: Optional[int] = typer.Option(None, min=0)):
+    "Export a run's models as one 18-class ONNX model, checked against PyTorch on the validation images."
+    from .export import export_onnx
+    if format != 'onnx': fail(f"unknown export format '{format}' (onnx)")
+    path = export_onnx(run_dir, out, opset=opset, num_workers=workers)
+    from .io import read_json
+    meta = read_json(path.with_name(path.name + '.json'))
+    typer.echo(f"wrote {path} (input {meta['size']}x{meta['size']}, max |onnx - torch| = "
+               f"{meta.get('max_abs_diff', float('nan')):.1e} on {meta.get('checked_images', 0)} validation images)")
 
 
 @app.command('score')
@@ -149,14 +177,17 @@ def data_proxy_cmd(faces: Path = typer.Option(..., help='folder (utkface) or lab
                    out: Path = typer.Option(..., help='folder to create'),
                    persons: int = typer.Option(1000, min=2), eval_persons: int = typer.Option(200, min=0),
                    seed: int = typer.Option(0, min=0),
-                   detector: str = typer.Option('auto', help='auto (MTCNN if installed), mtcnn or template')):
+                   detector: str = typer.Option('auto', help='auto (MTCNN if installed), mtcnn or template'),
+                   min_age: Optional[int] = typer.Option(None, min=1, help="use faces this old or older (competition: 18)"),
+                   max_age: Optional[int] = typer.Option(None, min=1, help="use faces this old or younger (competition: 60)")):
     "Build practice data in the competition layout from real labelled faces with synthetic masks."
     from .proxy import make_proxy
+    ages = None if min_age is None and max_age is None else (min_age or 1, max_age or 119)
     with typer.progressbar(length=persons + eval_persons, label='persons', file=sys.stderr,
                            hidden=not sys.stderr.isatty()) as bar:
         last = [0]
         def tick(done, total): bar.update(done - last[0]); last[0] = done
-        summary = make_proxy(faces, out, format, persons, eval_persons, seed, detector, progress=tick)
+        summary = make_proxy(faces, out, format, persons, eval_persons, seed, detector, progress=tick, ages=ages)
     show(summary, f'wrote {out}')
 
 

@@ -12,7 +12,7 @@ from .layout import DataSource
 from .recipes import Recipe
 from .train import register_runner
 
-__all__ = ['read_curves', 'member_curves', 'plot_curves', 'run_comparison']
+__all__ = ['read_curves', 'member_curves', 'member_label', 'common_settings', 'plot_curves', 'run_comparison']
 
 CURVE_COLUMNS = ['member', 'epoch', 'train_loss', 'valid_loss', 'f1_score']
 
@@ -36,7 +36,19 @@ def member_curves(runs: dict, task: str = 'all') -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def plot_curves(curves: pd.DataFrame, path, title: str = '') -> Path:
+def member_label(name: str, recipe: dict) -> str:
+    "Legend entry of a member: its name, optimizer and learning rate as actually run."
+    return f"{name} ({recipe.get('opt')}, lr {recipe.get('lr'):g})"
+
+
+def common_settings(recipes: list[dict]) -> str:
+    "Title of a comparison: the settings its members share (arch, image size, batch, schedule)."
+    keys = [('arch', '{}'), ('size', '{} px'), ('bs', 'batch {}'), ('schedule', '{} lr'), ('swa_start', 'SWA from epoch {}')]
+    return ', '.join(f.format(recipes[0].get(k)) for k, f in keys
+                     if recipes[0].get(k) is not None and all(r.get(k) == recipes[0].get(k) for r in recipes))
+
+
+def plot_curves(curves: pd.DataFrame, path, title: str = '', labels: dict | None = None) -> Path:
     "Two panels (valid loss, macro F1 per epoch), one line per member, written atomically as PNG (Agg backend)."
     import matplotlib
     matplotlib.use('Agg', force=False)
@@ -45,7 +57,7 @@ def plot_curves(curves: pd.DataFrame, path, title: str = '') -> Path:
     axes = fig.subplots(1, 2)
     for name, g in curves.groupby('member', sort=False):
         for ax, col in zip(axes, ('valid_loss', 'f1_score')):
-            ax.plot(g['epoch'] + 1, g[col], marker='o', ms=3, label=name)
+            ax.plot(g['epoch'] + 1, g[col], marker='o', ms=3, label=(labels or {}).get(name, name))
     for ax, lab in zip(axes, ('valid loss', 'valid macro F1')):
         ax.set_xlabel('epoch'), ax.set_ylabel(lab), ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
@@ -64,7 +76,9 @@ def run_comparison(recipe: Recipe, src: DataSource, run_dir: Path, out=Path('run
     runs = {n: d for n, (d, _) in members.items()}
     curves = member_curves(runs, recipe.option('task', 'all'))
     write_csv(run_dir / 'curves.csv', curves)
-    png = plot_curves(curves, run_dir / recipe.option('figure', 'optimizers.png'), recipe.option('title', recipe.description))
+    rs = {n: read_json(Path(d) / 'config.json')['recipe'] for n, d in runs.items()}
+    png = plot_curves(curves, run_dir / recipe.option('figure', 'optimizers.png'), common_settings(list(rs.values())),
+                      {n: member_label(n, r) for n, r in rs.items()})
     summ = {n: read_json(Path(d) / 'summary.json') for n, d in runs.items()}
     last = curves.groupby('member', sort=False).last()
     return dict(figure=str(png), curves=str(run_dir / 'curves.csv'), member_runs={n: str(d) for n, d in runs.items()},

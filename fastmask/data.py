@@ -6,13 +6,14 @@ import pandas as pd
 import torch
 from fastai.vision.all import (CategoryBlock, ColReader, DataBlock, DataLoaders, Datasets, IndexSplitter, TensorImage,
                                TfmdDL, ToTensor, Transform, TransformBlock, default_device, delegates)
+from fasttransform import Pipeline
 from sklearn.model_selection import train_test_split
 
 from .augment import REPORT_CROP, FaceImage, batch_tfms, item_tfms
 from .errors import LayoutError
 from .labels import DEFAULT_AGE_CUT, TASKS, age_group, encode, task_names
 
-__all__ = ['TaskLabel', 'person_keys', 'person_split', 'BalancedMaskDL', 'mask_groups', 'task_datablock',
+__all__ = ['TaskLabel', 'person_keys', 'person_split', 'WorkerBatchDL', 'BalancedMaskDL', 'mask_groups', 'task_datablock',
            'CachedImage', 'CachedImageBlock', 'cached_datablock', 'task_dls', 'infer_dl', 'default_workers']
 
 
@@ -84,7 +85,33 @@ def mask_groups(df: pd.DataFrame) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 @delegates()
-class BalancedMaskDL(TfmdDL):
+class WorkerBatchDL(TfmdDL):
+    "A TfmdDL that, on the CPU, runs the batch transforms (augment, normalise) in its worker processes, in parallel."
+    def __init__(self, dataset=None, worker_tfms: bool | None = None, **kwargs):
+        super().__init__(dataset=dataset, **kwargs)
+        self.worker_tfms = worker_tfms
+
+    def _in_workers(self) -> bool:
+        on_cpu = self.device is None or torch.device(self.device).type == 'cpu'
+        return (on_cpu and self.fake_l.num_workers > 0) if self.worker_tfms is None else self.worker_tfms
+
+    def create_batch(self, b):
+        b = super().create_batch(b)
+        pipe = getattr(self, '_worker_pipe', None)
+        return pipe(b) if pipe is not None else b
+
+    def __iter__(self):
+        if not self._in_workers():
+            yield from super().__iter__()
+            return
+        self._worker_pipe, after = self.after_batch, self.after_batch
+        self.after_batch = Pipeline([], split_idx=after.split_idx)   # the workers did it
+        try: yield from super().__iter__()
+        finally: self.after_batch, self._worker_pipe = after, None
+
+
+@delegates()
+class BalancedMaskDL(WorkerBatchDL):
     "Training loader that draws, each epoch, one mask photo per person plus their incorrect and normal photos."
     def __init__(self, dataset=None, groups=None, draw_seed: int = 0, **kwargs):
         super().__init__(dataset=dataset, **kwargs)
@@ -165,6 +192,7 @@ def task_dls(df: pd.DataFrame, task: str, size: int = 224, bs: int = 64, age_cut
     if balanced:
         if 'mask' not in df.columns: raise LayoutError("the balanced mask sampler needs a 'mask' column")
         kw = dict(dl_type=BalancedMaskDL, dl_kwargs=[{'groups': mask_groups(df.iloc[splits[0]]), 'draw_seed': seed}, {}])
+    else: kw = dict(dl_type=WorkerBatchDL)
     nw = default_workers() if num_workers is None else num_workers
     if _use_cache(cache) and 'path' in df.columns:
         dblock = cached_datablock(df, task, splits, size, age_cut, crop, augment)
@@ -182,9 +210,9 @@ def infer_dl(paths, size: int, crop: float = REPORT_CROP, bs: int = 64, num_work
         from .cache import cached_images
         array, rows = cached_images(paths, size, crop)
         dsets = Datasets(list(range(len(paths))), tfms=[[CachedImage(array, rows)]], split_idx=1)
-        return TfmdDL(dsets, bs=bs, shuffle=False, drop_last=False, num_workers=nw,
+        return WorkerBatchDL(dsets, bs=bs, shuffle=False, drop_last=False, num_workers=nw,
                       after_batch=batch_tfms(False), device=device or default_device())
     dsets = Datasets(paths, tfms=[[FaceImage.create]], split_idx=1)
-    return TfmdDL(dsets, bs=bs, shuffle=False, drop_last=False, num_workers=nw,
+    return WorkerBatchDL(dsets, bs=bs, shuffle=False, drop_last=False, num_workers=nw,
                   after_item=[*item_tfms(size, crop), ToTensor()],
                   after_batch=batch_tfms(False), device=device or default_device())

@@ -19,14 +19,15 @@ from fastai.distributed import DistributedDL, DistributedTrainer
 from fastai.torch_core import num_distrib, rank_distrib
 
 __all__ = ['world_size', 'rank', 'is_distributed', 'init_distributed', 'barrier', 'FastmaskDistributedDL',
-           'FastmaskDistributedTrainer', 'distrib_fit', 'rank0_run_dir', 'main_dir', 'launch_command', 'launch']
+           'FastmaskDistributedTrainer', 'distrib_fit', 'rank0_run_dir', 'main_dir', 'launch_command', 'launch', 'gpus_relaunch']
 
 _MAIN_DIRS: dict[Path, Path] = {}   # scratch run folder of a rank > 0 -> rank 0's run folder
+_HIDDEN: dict[str, str] = {}         # WORLD_SIZE, hidden from fastai between distributed fits (see `distrib_fit`)
 
 
 def world_size() -> int:
     "Number of processes of this run (1 when not launched by torchrun/accelerate)."
-    return max(1, num_distrib())
+    return int(_HIDDEN.get('WORLD_SIZE', 0)) or max(1, num_distrib())
 
 
 def rank() -> int:
@@ -36,7 +37,7 @@ def rank() -> int:
 
 def is_distributed() -> bool:
     "Whether this process is one of several launched by torchrun or accelerate."
-    return num_distrib() > 1
+    return world_size() > 1
 
 
 def init_distributed():
@@ -48,6 +49,12 @@ def init_distributed():
 def barrier():
     "Wait for every process (no-op when not distributed)."
     if is_distributed() and torch.distributed.is_initialized(): torch.distributed.barrier()
+
+
+def _show_world(show: bool):
+    "Let fastai see the process group (inside fits) or not (elsewhere: `get_preds` must not gather across ranks)."
+    if show and 'WORLD_SIZE' in _HIDDEN: os.environ['WORLD_SIZE'] = _HIDDEN.pop('WORLD_SIZE')
+    elif not show and num_distrib() > 1: _HIDDEN['WORLD_SIZE'], os.environ['WORLD_SIZE'] = os.environ['WORLD_SIZE'], '1'
 
 
 class FastmaskDistributedDL(DistributedDL):
@@ -85,11 +92,17 @@ def main_dir(path) -> Path:
 
 @contextmanager
 def distrib_fit(learn, sync_bn: bool | None = None):
-    "Fit `learn` with DistributedDataParallel when launched as several processes; a no-op otherwise."
+    """Fit `learn` with DistributedDataParallel when launched as several processes; a no-op otherwise.
+
+    Outside these fits every rank works alone on the whole data (validation and eval predictions, identical on all
+    ranks): fastai's `to_detach` gathers across processes whenever WORLD_SIZE > 1, which would mix the ranks'
+    copies of the same predictions, so WORLD_SIZE is shown to fastai only during the fit.
+    """
     if not is_distributed():
         yield learn
         return
     from fastai.callback.progress import ProgressCallback
+    _show_world(True)
     init_distributed()
     cb, old_path = FastmaskDistributedTrainer(sync_bn=sync_bn), learn.path
     learn.add_cb(cb)
@@ -100,6 +113,7 @@ def distrib_fit(learn, sync_bn: bool | None = None):
         learn.remove_cb(cb)
         learn.path = old_path
         barrier()                       # nobody deletes the checkpoint while another rank still loads it
+        _show_world(False)
 
 
 def rank0_run_dir(make, *args, **kwargs) -> Path:
@@ -126,3 +140,16 @@ def launch(argv: list[str], nproc: int) -> int:
     env = dict(os.environ)
     env.setdefault('OMP_NUM_THREADS', '1')
     return subprocess.call(launch_command(argv, nproc), env=env)
+
+
+def gpus_relaunch(gpus: int | None, argv: list[str]) -> int | None:
+    "For `--gpus N` (N > 1) outside a launched run: rerun the command under torchrun and return its status."
+    if not gpus or gpus < 2 or is_distributed(): return None
+    rest, skip = [], False
+    for a in argv:
+        if skip: skip = False
+        elif a == '--gpus': skip = True
+        elif not a.startswith('--gpus='): rest.append(a)
+    status = launch(rest, gpus)
+    if status: raise SystemExit(status)
+    return status

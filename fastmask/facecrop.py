@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections import Counter
 from pathlib import Path
@@ -13,7 +12,7 @@ from PIL import Image, ImageOps
 
 from .demo import cache_root
 from .errors import MissingExtraError
-from .io import atomic_path, read_json, write_json, write_text
+from .io import atomic_path, read_json, write_csv, write_json
 from .layout import DataSource
 from .recipes import Recipe
 from .train import register_runner, run_train
@@ -222,7 +221,7 @@ def run_facecrop(recipe: Recipe, src: DataSource, run_dir: Path, num_workers: in
     if vp.is_file():  # original paths, so the run aligns with other runs in an ensemble
         v = pd.read_csv(vp)
         back = dict(zip(train['path'].astype(str), src.train['path'].astype(str)))
-        write_text(vp, v.assign(path=v['path'].astype(str).map(back).fillna(v['path'])).to_csv(index=False))
+        write_csv(vp, v.assign(path=v['path'].astype(str).map(back).fillna(v['path'])))
     if src.eval is not None and (run_dir / 'valid_probs.npy').is_file():
         ep = predict_paths(run_dir, src.eval['path'], num_workers=num_workers)  # crops through run_preprocess
         write_submission(run_dir / 'submission.csv', src.eval, ep)

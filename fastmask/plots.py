@@ -87,8 +87,9 @@ def plot_class_f1(y_true, y_pred, names: list[str], title: str = '') -> Figure:
     ax.barh(y, f1, color=['#bbbbbb' if s == 0 else '#4c72b0' for s in support])
     ax.set_yticks(y, [f'{nm}  (n={s})' for nm, s in zip(names, support)], fontsize=8)
     ax.invert_yaxis()
-    ax.axvline(f1[support > 0].mean() if (support > 0).any() else 0, color='#c44e52', ls='--',
-               label='mean over classes present')
+    present = (support > 0) | (np.bincount(np.asarray(y_pred, dtype=int), minlength=len(names)) > 0)
+    ax.axvline(f1[present].mean() if present.any() else 0, color='#c44e52', ls='--',
+               label='macro F1 (classes in truth or predictions, as scikit-learn)')
     ax.set(xlim=(0, 1), xlabel='F1', title=title)
     ax.legend(loc='lower right', fontsize=8)
     return fig

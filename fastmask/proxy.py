@@ -25,8 +25,8 @@ from .errors import LayoutError
 from .io import write_json
 from .landmarks import LandmarkDetector
 
-__all__ = ['FORMATS', 'Face', 'read_faces', 'utkface_faces', 'table_faces', 'person_masks', 'render_person',
-           'make_proxy', 'UTK_RACES']
+__all__ = ['FORMATS', 'Face', 'read_faces', 'utkface_faces', 'table_faces', 'person_masks', 'mask_polygon',
+           'draw_mask', 'render_person', 'make_proxy', 'UTK_RACES']
 
 FORMATS = ('utkface', 'fairface', 'csv')
 UTK_RACES = ('White', 'Black', 'Asian', 'Indian', 'Others')
@@ -298,7 +298,8 @@ def _build(root: Path, chosen: list[Face], persons: int, seed: int, detector: La
 
 
 def make_proxy(faces, out, fmt: str = 'utkface', persons: int = 1000, eval_persons: int = 200, seed: int = 0,
-               detector: str = 'auto', progress: Callable[[int, int], None] | None = None) -> dict:
+               detector: str = 'auto', progress: Callable[[int, int], None] | None = None,
+               ages: tuple[int, int] | None = None) -> dict:
     "Build a practice data set in the competition layout from real labelled faces; return its summary (proxy.json)."
     out = Path(out)
     if persons < 2 or eval_persons < 0 or seed < 0: raise ValueError('need persons >= 2, eval_persons >= 0, seed >= 0')
@@ -306,6 +307,8 @@ def make_proxy(faces, out, fmt: str = 'utkface', persons: int = 1000, eval_perso
         raise FileExistsError(f"proxy folder '{out}' already exists and is not empty")
     t0 = time.time()
     found, skipped = read_faces(faces, fmt)
+    n_all = len(found)
+    if ages is not None: found = [f for f in found if ages[0] <= f.age <= ages[1]]
     n = persons + eval_persons
     if len(found) < n:
         raise LayoutError(f'{faces}: {len(found)} usable faces ({sum(skipped.values())} skipped), {n} needed '
@@ -318,7 +321,7 @@ def make_proxy(faces, out, fmt: str = 'utkface', persons: int = 1000, eval_perso
     try:
         fallbacks = _build(tmp, chosen, persons, seed, det, progress)
         summary = dict(source=str(faces), format=fmt, persons=persons, eval_persons=eval_persons, seed=seed,
-                       usable_faces=len(found), skipped=dict(skipped), skipped_total=sum(skipped.values()),
+                       usable_faces=len(found), outside_ages=n_all - len(found), ages=ages, skipped=dict(skipped), skipped_total=sum(skipped.values()),
                        detector=det.name, template_fallbacks=int(fallbacks), wall_time_s=round(time.time() - t0, 1))
         write_json(tmp / 'proxy.json', summary)
         if out.exists(): out.rmdir()

@@ -117,6 +117,7 @@ class MLflowTracker(Tracker):
     def start(self):
         from mlflow.entities import Param
         from mlflow.tracking import MlflowClient
+        os.environ.setdefault('MLFLOW_ALLOW_FILE_STORE', 'true')  # MLflow 3 keeps the file store behind this switch
         self.client = MlflowClient(tracking_uri=(self.run_dir / 'mlruns').resolve().as_uri())
         recipe = (self.config.get('recipe') or {}).get('name') or self.run_dir.parent.name
         exp = self.client.get_experiment_by_name(recipe)

@@ -61,6 +61,24 @@ def test_interrupted_fit_resumes_to_the_same_result(tiny_demo, tmp_path):
         assert torch.allclose(a.float(), b.float(), atol=1e-6)
 
 
+def test_swa_state_survives_interruption(tiny_demo, tmp_path):
+    pytest.importorskip('fastmask.swa', reason='SWA callback not available')
+    r = Recipe(**{**TINY.to_dict(), 'patience': None, 'swa_start': 1, 'schedule': 'constant', 'lr': 1e-3})
+    def fit(d, *cbs):
+        d.mkdir(parents=True, exist_ok=True)
+        return fit_task(build_learner(r, tiny_demo, 'all', cbs=list(cbs), num_workers=0), d)
+    ref = fit(tmp_path / 'ref')
+    with pytest.raises(KeyboardInterrupt): fit(tmp_path / 'cut', Crash(at=1))  # one epoch already averaged
+    ck = torch.load(checkpoint_path(tmp_path / 'cut', 'all'), weights_only=False)
+    assert any(k.startswith('SWACallback') and v.get('swa_model') is not None for k, v in ck['callbacks'].items())
+    res = fit(tmp_path / 'cut')
+    a, b = _metrics(tmp_path / 'ref'), _metrics(tmp_path / 'cut')
+    assert list(a['epoch'].astype(str)) == list(b['epoch'].astype(str)) and 'swa' in set(a['epoch'].astype(str))
+    pd.testing.assert_frame_equal(a, b, atol=1e-6, rtol=0)
+    for x, y in zip(ref.model.state_dict().values(), res.model.state_dict().values()):
+        assert torch.allclose(x.float(), y.float(), atol=1e-6)
+
+
 def test_same_seed_same_metrics(tiny_demo, tmp_path):
     r = Recipe(**{**TINY.to_dict(), 'epochs': 1, 'patience': None})
     a = run_recipe(r, tiny_demo, tmp_path / 'a', num_workers=0)
@@ -112,6 +130,14 @@ def test_sigkill_then_resume_matches_uninterrupted(tiny_demo, tmp_path):
             '--no-pretrained', '--workers', 0]
     ref = _cli(*args, '--out', tmp_path / 'ref')
     cut = _cli(*args, '--out', tmp_path / 'cut')
+    try: _kill_resume_compare(ref, cut, tmp_path)
+    finally:
+        for p in (ref, cut):
+            if p.poll() is None: p.kill()
+            p.communicate()
+
+
+def _kill_resume_compare(ref, cut, tmp_path):
     t0 = time.time()
     while not list((tmp_path / 'cut').glob('*/*/checkpoint_all.pth')):
         assert cut.poll() is None, cut.communicate()

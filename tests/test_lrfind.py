@@ -7,7 +7,8 @@ from typer.testing import CliRunner
 from fastmask.cli import app
 from fastmask.lrfind import find_lr, plot_lr_find
 from fastmask.plots import save_figure
-from fastmask.train import learner
+from fastmask.recipes import resolve
+from fastmask.train import build_learner
 
 
 class Spy(Callback):
@@ -20,8 +21,7 @@ class Spy(Callback):
 
 def test_find_lr_suggests_and_restores(tiny_demo, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    learn = learner('baseline_mobilenetv2', tiny_demo, quick=True, size=32, bs=16)
-    learn.dls.num_workers = 0
+    learn = build_learner(resolve('baseline_mobilenetv2', quick=True, size=32, bs=16), tiny_demo, num_workers=0)
     spy = Spy()
     learn.add_cb(spy)
     before = {k: v.clone() for k, v in learn.model.state_dict().items()}

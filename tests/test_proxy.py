@@ -121,6 +121,10 @@ def test_cli_builds_and_reports(faces_dir, tmp_path):
                                  '--persons', '3', '--eval-persons', '0', '--detector', 'template'])
     assert r.exit_code == 0, r.output
     assert 'template_fallbacks' in r.output and len(read_train(tmp_path / 'c')) == 21
+    r = CliRunner().invoke(app, ['data', 'proxy', '--faces', str(faces_dir), '--out', str(tmp_path / 'e'), '--persons', '2',
+                                 '--eval-persons', '0', '--detector', 'template', '--min-age', '18', '--max-age', '60'])
+    assert r.exit_code == 0, r.output
+    assert set(read_train(tmp_path / 'e')['age']) <= {25, 41, 19, 33, 58} and 'outside_ages        1' in r.output
     r = CliRunner().invoke(app, ['data', 'proxy', '--faces', str(tmp_path / 'none'), '--out', str(tmp_path / 'd')])
     assert r.exit_code == 1 and 'does not exist' in r.output
 

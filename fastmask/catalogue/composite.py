@@ -19,7 +19,7 @@ register(Recipe(
                 'loss and macro F1 per epoch (optimizers.png, curves.csv)',
     kind='comparison', members=('optim_adam', 'optim_adamw', 'optim_adamp', 'optim_madgrad', 'optim_madgrad_1e6'),
     report='Adam family ~0.5 valid loss in 10-13 epochs; MADGRAD faster but higher',
-    extras=(('figure', 'optimizers.png'), ('title', 'EfficientNet-B3, batch 64, SWA, no scheduler'))))
+    extras=(('figure', 'optimizers.png'),)))
 
 register(Recipe(
     name='facecrop_densenet121',

@@ -73,6 +73,7 @@ def recipe_cmd(name: str = typer.Argument(..., help='recipe name (see `fastmask 
                fix_labels: bool = typer.Option(False, '--fix-labels', help='correct the known label noise (recorded in config.json)'),
                track: Optional[str] = typer.Option(None, help='log to tensorboard, mlflow or wandb (offline, in the run folder)'),
                folds: Optional[int] = typer.Option(None, min=2, help='k-fold by person: train K fold models, soft-vote them'),
+               fold: Optional[int] = typer.Option(None, min=0, help='train only fold I of a k-fold recipe (a job of its own; the k-fold run reuses it)'),
                gpus: Optional[int] = typer.Option(None, min=1, help='train with DDP on N GPUs of this machine (runs torchrun)')):
     "Train a recipe into a new run folder."
     from .distributed import gpus_relaunch, rank
@@ -85,9 +86,10 @@ def recipe_cmd(name: str = typer.Argument(..., help='recipe name (see `fastmask 
     changes = dict(epochs=epochs, size=size, bs=bs, lr=lr, arch=arch, seed=seed, pretrained=pretrained,
                    tasks=tuple(tasks) if tasks else None)
     r = resolve(name, quick=quick, **changes)
-    if folds:
-        from .kfold import as_kfold
-        r = as_kfold(r, folds)
+    if folds or fold is not None:
+        from .kfold import as_kfold, fold_recipe
+        if folds: r = as_kfold(r, folds)
+        if fold is not None: r = fold_recipe(r, fold)
     run_dir = run_recipe(r, data, out, weights=weights, num_workers=workers, skip_bad=skip_bad, fix_labels=fix_labels,
                          track=track, overrides={k: v for k, v in dict(changes, quick=quick).items() if v not in (None, False)})
     from .io import read_json

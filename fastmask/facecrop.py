@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import Counter
+from dataclasses import replace as dc_replace
 from pathlib import Path
 
 import numpy as np
@@ -212,11 +213,12 @@ def run_facecrop(recipe: Recipe, src: DataSource, run_dir: Path, num_workers: in
     "Crop train and eval faces, train on the crops (`run_train`), and predict the eval images through the crops."
     from .predict import predict_paths, scores, write_submission
     cropper = FaceCropper(**_settings(dict(recipe.extras)))
+    for d in cropper.detectors: cropper._net(d)  # a missing extra fails here, before any work
     train, tc = _cropped(src.train, cropper, log)
     report = dict(detectors=list(cropper.detectors), margin=cropper.margin, train=tc)
     if src.eval is not None: report['eval'] = _cropped(src.eval, cropper, log)[1]
     write_json(run_dir / 'facecrop.json', report)
-    summary = run_train(recipe, DataSource(src.root, train, None, None, src.kind), run_dir, num_workers=num_workers, **opts)
+    summary = run_train(recipe, dc_replace(src, train=train, eval=None, truth=None), run_dir, num_workers=num_workers, **opts)
     vp = run_dir / 'valid_preds.csv'
     if vp.is_file():  # original paths, so the run aligns with other runs in an ensemble
         v = pd.read_csv(vp)

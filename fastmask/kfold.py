@@ -6,6 +6,7 @@ soft vote) and a `summary.json` with `oof_f1` next to each fold's `valid_f1`.
 """
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,7 +21,8 @@ from .predict import macro_f1, scores, soft_vote, write_submission
 from .recipes import Recipe
 from .train import RUNNERS, _as_source, register_runner
 
-__all__ = ['person_folds', 'fold_dirs', 'as_kfold', 'run_kfold', 'DEFAULT_FOLDS']
+__all__ = ['person_folds', 'fold_dirs', 'as_kfold', 'fold_recipe', 'run_fold', 'run_kfold', 'fold_summaries',
+           'DEFAULT_FOLDS']
 
 DEFAULT_FOLDS = 5
 
@@ -54,6 +56,32 @@ def as_kfold(recipe: Recipe, folds: int) -> Recipe:
     return replace(recipe, kind='kfold', extras=extras + (('folds', folds), ('fold_kind', inner)))
 
 
+def fold_recipe(recipe: Recipe, fold: int) -> Recipe:
+    "One fold of a k-fold recipe as its own recipe (`--fold I`): a job of its own, e.g. on another GPU."
+    if recipe.kind != 'kfold': raise RecipeError(f'recipe {recipe.name} is not k-fold: add --folds K to pick a fold')
+    k = int(recipe.option('folds', DEFAULT_FOLDS))
+    if not 0 <= fold < k: raise RecipeError(f'--fold {fold}: the recipe has folds 0..{k - 1}')
+    return replace(recipe, name=f'{recipe.name}_fold{fold}', kind='fold', extras=recipe.extras + (('fold', fold),))
+
+
+@register_runner('fold')
+def run_fold(recipe: Recipe, data, run_dir: Path, **opts) -> dict:
+    "Train one fold of a k-fold recipe (validation: that fold's people)."
+    src = _as_source(data)
+    k, i = int(recipe.option('folds', DEFAULT_FOLDS)), int(recipe.option('fold'))
+    opts.pop('splits', None)
+    splits = person_folds(src.train.reset_index(drop=True), k, recipe.split_seed)[i]
+    s = RUNNERS[recipe.option('fold_kind', 'train')](replace(recipe, kind='train'), src, run_dir, splits=splits, **opts)
+    return dict(s, fold=i, folds=k)
+
+
+def _finished_fold(out, recipe: Recipe, src) -> Path | None:
+    "A finished run of exactly this fold recipe under `out` (trained earlier as its own job), if any."
+    if out is None: return None
+    from .ensemble import find_run
+    return find_run(out, recipe, src)
+
+
 @register_runner('kfold')
 def run_kfold(recipe: Recipe, data, run_dir: Path, weights=None, num_workers: int | None = None, **opts) -> dict:
     "Train the recipe once per fold into `run_dir/fold{i}`, score the out-of-fold predictions, soft-vote the folds."
@@ -66,12 +94,17 @@ def run_kfold(recipe: Recipe, data, run_dir: Path, weights=None, num_workers: in
     oof = np.full((len(train), 18), np.nan, dtype=np.float32)
     frames, fold_f1, eval_probs = [], [], []
     for i, (tr, va) in enumerate(folds):
-        sub = Path(run_dir) / f'fold{i}'
-        sub.mkdir(parents=True, exist_ok=True)
-        write_json(sub / 'config.json', dict(recipe=base.to_dict(), fold=i, folds=k, data=str(src.root), **environment()))
-        s = RUNNERS[inner](base, src, sub, weights=weights, num_workers=num_workers, splits=(tr, va), **opts)
-        s.update(recipe=base.name, fold=i, status='finished')
-        write_json(sub / 'summary.json', s)
+        sub, fr = Path(run_dir) / f'fold{i}', fold_recipe(recipe, i)
+        done = _finished_fold(opts.get('out'), fr, src)
+        if done is not None:                           # reuse a fold trained as its own job (`--fold I`)
+            shutil.copytree(done, sub)
+            s = read_json(sub / 'summary.json')
+        else:
+            sub.mkdir(parents=True, exist_ok=True)
+            write_json(sub / 'config.json', dict(recipe=fr.to_dict(), fold=i, folds=k, data=str(src.root), **environment()))
+            s = RUNNERS[inner](base, src, sub, weights=weights, num_workers=num_workers, splits=(tr, va), **opts)
+            s.update(recipe=fr.name, fold=i, status='finished')
+            write_json(sub / 'summary.json', s)
         fold_f1.append(s.get('valid_f1'))
         vf = pd.read_csv(sub / 'valid_preds.csv').assign(fold=i)
         frames.append(vf)

@@ -108,7 +108,9 @@ def _missing_keys():
     log.addHandler(h)
     if not log.isEnabledFor(logging.INFO): log.setLevel(logging.INFO)
     try: yield h.keys
-    finally: log.removeHandler(h); log.setLevel(level)
+    finally:
+        log.removeHandler(h)
+        log.setLevel(level)
 
 
 def _classifier_keys(model: torch.nn.Module) -> set[str]:
@@ -126,7 +128,7 @@ def _from_file(arch: str, n_out: int, file: Path, **kwargs) -> torch.nn.Module:
             model = timm.create_model(arch, pretrained=True, num_classes=n_out,
                                       pretrained_cfg_overlay=dict(file=str(file)), **kwargs)
     except _BAD_FILE as e:
-        lines = [l.strip() for l in str(e).strip().splitlines() if l.strip()]
+        lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
         why = ' '.join(lines[:2])[:200] if lines else type(e).__name__
         raise WeightsError(f'{file}: does not fit architecture {arch} ({why})') from None
     body = [k for k in missing if k not in _classifier_keys(model)]

@@ -1,4 +1,8 @@
-"""Stochastic Weight Averaging as a fastai callback, built on `torch.optim.swa_utils`."""
+"""Stochastic Weight Averaging as a fastai callback, built on `torch.optim.swa_utils`.
+
+The averaged model's valid loss and metrics land in `learn.swa_metrics` and, as a last row whose epoch is `swa`,
+in the per-epoch log (fastai's logger, so `CSVLogger` files and the printed table both show it).
+"""
 from __future__ import annotations
 
 import time

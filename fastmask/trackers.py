@@ -185,15 +185,12 @@ def tracker_callbacks(task: str) -> list:
 
 @contextmanager
 def tracking(name: str | None, run_dir):
-    "Track the run in `run_dir` with tracker `name` (None: untracked) while the block runs."
-    if not name:
-        yield None
-        return
-    tracker = check_tracker(name)(run_dir)
+    "Track the run in `run_dir` with tracker `name` while the block runs; None: untracked (also runs nested in it)."
+    tracker = check_tracker(name)(run_dir) if name else None
     token, ok = _ACTIVE.set(tracker), False
     try:
         yield tracker
         ok = True
     finally:
         _ACTIVE.reset(token)
-        tracker.finish(ok)
+        if tracker is not None: tracker.finish(ok)

@@ -96,3 +96,15 @@ def test_ddp_metrics_match_single_process_evaluation(two_process_run):
     assert log['f1_score'] == pytest.approx(f1_score(vf['mask'], p.argmax(1), average='macro'), abs=1e-6)
     loss = torch.nn.functional.nll_loss(torch.log(torch.tensor(p)), torch.tensor(vf['mask'].to_numpy())).item()
     assert log['valid_loss'] == pytest.approx(loss, rel=0.05)
+
+
+def test_gpus_flag_relaunches_under_torchrun(monkeypatch):
+    import fastmask.distributed as D
+    calls = []
+    monkeypatch.setattr(D, 'launch', lambda argv, n: calls.append((argv, n)) or 0)
+    assert D.gpus_relaunch(None, ['recipe', 'x']) is None and D.gpus_relaunch(1, ['recipe', 'x']) is None
+    assert D.gpus_relaunch(4, ['recipe', 'x', '--gpus', '4', '--quick']) == 0
+    assert D.gpus_relaunch(2, ['recipe', 'x', '--gpus=2']) == 0
+    assert calls == [(['recipe', 'x', '--quick'], 4), (['recipe', 'x'], 2)]
+    monkeypatch.setattr(D, 'launch', lambda argv, n: 3)
+    with pytest.raises(SystemExit): D.gpus_relaunch(2, ['recipe', 'x'])

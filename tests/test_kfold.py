@@ -56,9 +56,19 @@ def test_kfold_run_writes_oof_and_votes_folds(tiny_demo, tmp_path):
     from fastmask.io import read_json
     from fastmask.layout import open_data
     from fastmask.predict import macro_f1, predict_paths, soft_vote
-    from fastmask.train import run_recipe
-    r = as_kfold(resolve('baseline_mobilenetv2', quick=True, size=32, epochs=1, bs=16), 2)
-    run = run_recipe(r, tiny_demo, tmp_path, num_workers=0)
+    from typer.testing import CliRunner
+    from fastmask.cli import app
+    args = ['recipe', 'baseline_mobilenetv2', '--quick', '--size', '32', '--epochs', '1', '--bs', '16', '--folds', '2',
+            '--data', str(tiny_demo), '--out', str(tmp_path), '--workers', '0']
+    res = CliRunner().invoke(app, args + ['--fold', '1'])                    # one fold as a job of its own
+    assert res.exit_code == 0, res.output
+    (job,) = list(tmp_path.glob('baseline_mobilenetv2_fold1/*'))
+    res = CliRunner().invoke(app, args)                                      # the k-fold run reuses it
+    assert res.exit_code == 0, res.output
+    assert 'oof_f1' in res.output
+    (run,) = list(tmp_path.glob('baseline_mobilenetv2/*'))
+    assert (run / 'fold1' / 'model_all.pth').read_bytes() == (job / 'model_all.pth').read_bytes()
+    assert read_json(run / 'fold1' / 'summary.json')['n_valid'] == read_json(job / 'summary.json')['n_valid']
     src = open_data(tiny_demo)
     s = read_json(run / 'summary.json')
     folds = fold_dirs(run)

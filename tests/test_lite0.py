@@ -54,6 +54,10 @@ def test_converted_once_into_the_cache(converted):
     assert converted == cache_root() / 'weights' / f'{lite0.ARCH}.safetensors' and converted.is_file()
     stamp = converted.stat().st_mtime_ns
     assert lite0.lite0_weights() == converted and converted.stat().st_mtime_ns == stamp
+    from safetensors.torch import load_file, save_file
+    save_file(load_file(str(converted)), str(converted), metadata={'source': 'an-older-package.pth'})
+    stamp = converted.stat().st_mtime_ns
+    assert lite0.lite0_weights() == converted and converted.stat().st_mtime_ns != stamp   # stale: converted again
     assert lite0.lite0_weights('efficientnet_lite0') is None   # the padding differs: not offered for that arch
 
 

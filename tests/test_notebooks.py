@@ -1,5 +1,4 @@
 """Every notebook in nbs/ runs top to bottom on the demo data (so they never go stale) and is stored without outputs."""
-import os
 import time
 from pathlib import Path
 

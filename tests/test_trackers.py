@@ -54,3 +54,27 @@ def test_unknown_tracker_and_untracked_context(tmp_path):
 def test_flatten():
     assert flatten(dict(recipe=dict(arch='b3', loss=dict(name='ce')), seed=1)) == {'recipe.arch': 'b3',
                                                                                  'recipe.loss.name': 'ce', 'seed': 1}
+
+
+def test_mlflow_run_in_local_file_store(tiny_demo, tmp_path, monkeypatch):
+    pytest.importorskip('mlflow', reason='the mlflow extra is not installed')
+    from mlflow.tracking import MlflowClient
+    monkeypatch.setenv('MLFLOW_ALLOW_FILE_STORE', 'true')
+    r = resolve('baseline_mobilenetv2', quick=True, size=32, epochs=2, bs=16)
+    run_dir = run_recipe(r, tiny_demo, tmp_path / 'runs', num_workers=0, track='mlflow')
+    client = MlflowClient(tracking_uri=(run_dir / 'mlruns').resolve().as_uri())
+    run, = client.search_runs([client.get_experiment_by_name('baseline_mobilenetv2').experiment_id])
+    assert run.info.status == 'FINISHED' and run.data.params['recipe.arch'] == 'mobilenetv2_100'
+    import pandas as pd
+    logged = pd.read_csv(run_dir / 'metrics_all.csv')['valid_loss'].round(4).tolist()
+    assert [round(m.value, 4) for m in client.get_metric_history(run.info.run_id, 'all/valid_loss')] == logged
+    assert 'plots/confusion.png' in [a.path for a in client.list_artifacts(run.info.run_id, 'plots')]
+
+
+def test_runs_nested_in_a_tracked_run_are_untracked(tmp_path):
+    pytest.importorskip('tensorboard', reason='the tensorboard extra is not installed')
+    with tracking('tensorboard', tmp_path) as t:
+        assert type(tracker_callbacks('mask')[0]).__name__ == 'TensorBoardCallback'
+        with tracking(None, tmp_path / 'member'): assert tracker_callbacks('mask') == []
+        assert len(tracker_callbacks('age')) == 1
+    assert tracker_callbacks('mask') == [] and list((tmp_path / 'tensorboard' / 'run').glob('events.out.tfevents.*'))

@@ -200,6 +200,8 @@ def resume_run(run_dir, num_workers: int | None = None) -> Path:
         raise FastmaskError(f"{run_dir}: the data in {cfg['data']} changed since the run started (fingerprint differs); "
                             f"start a new run instead")
     nw = opts.get('num_workers') if num_workers is None else num_workers
+    from .accel import Speed, configure
+    configure(**{k: v for k, v in opts.get('speed', {}).items() if k in Speed.__dataclass_fields__})
     with interruptible(run_dir):
         return finish_run(r, src, run_dir, weights=cfg.get('weights'), num_workers=nw,
                           out=Path(opts.get('out', run_dir.parent.parent)), overrides=cfg.get('overrides', {}))

@@ -150,10 +150,15 @@ def CachedImageBlock(array: np.ndarray, rows) -> TransformBlock:
     return TransformBlock(type_tfms=CachedImage(array, rows))
 
 
+def row_position(row) -> int:
+    "Position of a DataFrame row (its index after `reset_index`): the item's cache row lookup key."
+    return int(row.name)
+
+
 class _Lookup:
-    "Item index -> label (picklable)."
+    "DataFrame row -> precomputed label at its position (picklable)."
     def __init__(self, values): self.values = np.asarray(values)
-    def __call__(self, i: int) -> int: return int(self.values[i])
+    def __call__(self, row) -> int: return int(self.values[row.name])
 
 
 def _task_labels(df: pd.DataFrame, task: str, age_cut: int) -> np.ndarray:
@@ -165,11 +170,11 @@ def _task_labels(df: pd.DataFrame, task: str, age_cut: int) -> np.ndarray:
 
 def cached_datablock(df: pd.DataFrame, task: str, splits, size: int, age_cut: int = DEFAULT_AGE_CUT,
                      crop: float = REPORT_CROP, augment: bool = True, skip_bad: bool = False) -> DataBlock:
-    "The DataBlock of one task over row indices of `df`, reading images from the decoded-image cache (`cache.py`)."
+    "The DataBlock of one task over the rows of `df` (reset index), reading images from the decoded-image cache."
     from .cache import cached_images
     array, rows = cached_images(df['path'], size, crop, skip_bad=skip_bad)
     return DataBlock(blocks=(CachedImageBlock(array, rows), CategoryBlock(vocab=list(range(len(task_names(task)))))),
-                     get_y=_Lookup(_task_labels(df, task, age_cut)), splitter=IndexSplitter(splits[1]),
+                     get_x=row_position, get_y=_Lookup(_task_labels(df, task, age_cut)), splitter=IndexSplitter(splits[1]),
                      batch_tfms=batch_tfms(augment))
 
 
@@ -196,7 +201,7 @@ def task_dls(df: pd.DataFrame, task: str, size: int = 224, bs: int = 64, age_cut
     nw = default_workers() if num_workers is None else num_workers
     if _use_cache(cache) and 'path' in df.columns:
         dblock = cached_datablock(df, task, splits, size, age_cut, crop, augment)
-        return dblock.dataloaders(list(range(len(df))), bs=bs, num_workers=nw, device=device, **kw)
+        return dblock.dataloaders(df, bs=bs, num_workers=nw, device=device, **kw)
     dblock = task_datablock(task, splits, size, age_cut, crop, augment)
     return dblock.dataloaders(df, bs=bs, num_workers=nw, device=device, **kw)
 

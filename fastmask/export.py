@@ -93,7 +93,10 @@ def _batches(paths, size, crop, bs, num_workers):
 
 
 def onnx_predict_paths(path, paths, bs: int = 64, num_workers: int | None = None, tta: bool = False) -> np.ndarray:
-    "18-class probabilities of image files from an exported ONNX model (flip TTA optional)."
+    """18-class probabilities of image files from an exported ONNX model.
+
+    `tta` averages the 18-class probabilities of each image and its mirror image (for task-split runs,
+    `predict_paths(tta=True)` averages each head before combining them: the two differ slightly)."""
     path = Path(path)
     sess, meta = onnx_session(path), read_json(path.with_name(path.name + '.json'))
     name = sess.get_inputs()[0].name

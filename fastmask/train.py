@@ -188,11 +188,18 @@ def run_recipe(recipe: Recipe | str, data='demo', out='runs', weights=None, num_
     write_json(run_dir / 'config.json', dict(recipe=r.to_dict(), overrides=overrides or {}, data=str(src.root),
                                              weights=str(weights) if weights else None, **environment(),
                                              **(prep.config() if prep else {}),
-                                             options=dict(num_workers=num_workers, out=str(out))))
+                                             options=dict(num_workers=num_workers, out=str(out), speed=_speed())))
     if prep: prep.write(run_dir)
     from .checkpoint import interruptible
     with interruptible(run_dir), tracking(track, run_dir):
         return finish_run(r, src, run_dir, weights=weights, num_workers=num_workers, out=out, overrides=overrides, **opts)
+
+
+def _speed() -> dict:
+    "The process-wide speed settings (accel.py), so that `fastmask resume` continues with the same ones."
+    from dataclasses import asdict
+    from .accel import SETTINGS
+    return asdict(SETTINGS)
 
 
 def finish_run(r: Recipe, src: DataSource, run_dir: Path, weights=None, num_workers: int | None = None, out='runs',

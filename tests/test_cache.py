@@ -107,16 +107,16 @@ def test_concurrent_readers_and_builders(photos, tmp_path):
     def work():
         try:
             c = build_cache(photos, 24, root=root)
-            results.append(np.array(c.array).sum())
+            results.append(int(np.array(c.array).sum(dtype=np.int64)))
         except Exception as e: errors.append(e)
 
     threads = [threading.Thread(target=work) for _ in range(4)]
     for t in threads: t.start()
     for t in threads: t.join()
     assert not errors and len(set(results)) == 1
-    code = ('import sys, numpy as np; from fastmask.cache import build_cache; '
-            f'c = build_cache({[str(p) for p in photos]!r}, 24, root={str(root)!r}); print(int(np.array(c.array).sum()))')
+    file = build_cache(photos, 24, root=root).file
+    code = f'import numpy as np; print(int(np.load({str(file)!r}, mmap_mode="r").sum(dtype=np.int64)))'
     procs = [subprocess.Popen([sys.executable, '-c', code], stdout=subprocess.PIPE, text=True) for _ in range(2)]
-    outs = [int(p.communicate(timeout=120)[0].split()[-1]) for p in procs]
+    outs = [int(p.communicate(timeout=120)[0].split()[-1]) for p in procs]   # other processes read it meanwhile
     assert outs == [int(results[0])] * 2
     assert len(list(Path(root).glob('*.tmp*'))) == 0

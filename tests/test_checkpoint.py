@@ -16,7 +16,7 @@ from fastmask.recipes import Recipe
 from fastmask.train import build_learner, fit_task, run_recipe
 
 TINY = Recipe(name='tiny_test', description='test', arch='mobilenetv2_100', pretrained=False, size=32, bs=16,
-              epochs=3, lr=3e-3, patience=5)
+              epochs=2, lr=3e-3, patience=5)
 
 
 class Counter(Callback):
@@ -54,16 +54,16 @@ def test_interrupted_fit_resumes_to_the_same_result(tiny_demo, tmp_path):
     assert torch.load(ck, weights_only=False)['epoch'] == 0
     res = _fit(tiny_demo, tmp_path / 'cut')
     pd.testing.assert_frame_equal(_metrics(tmp_path / 'cut'), _metrics(tmp_path / 'ref'), atol=1e-6, rtol=0)
-    assert len(_metrics(tmp_path / 'cut')) == 3 and not ck.exists()
+    assert len(_metrics(tmp_path / 'cut')) == 2 and not ck.exists()
     c_ref, c_res = ref.cbs.filter(lambda c: isinstance(c, Counter))[0], res.cbs.filter(lambda c: isinstance(c, Counter))[0]
-    assert c_res.n == c_ref.n == 3 and c_res.total == pytest.approx(c_ref.total, abs=1e-6)
+    assert c_res.n == c_ref.n == 2 and c_res.total == pytest.approx(c_ref.total, abs=1e-6)
     for a, b in zip(ref.model.state_dict().values(), res.model.state_dict().values()):
         assert torch.allclose(a.float(), b.float(), atol=1e-6)
 
 
 def test_swa_state_survives_interruption(tiny_demo, tmp_path):
     pytest.importorskip('fastmask.swa', reason='SWA callback not available')
-    r = Recipe(**{**TINY.to_dict(), 'patience': None, 'swa_start': 1, 'schedule': 'constant', 'lr': 1e-3})
+    r = Recipe(**{**TINY.to_dict(), 'epochs': 3, 'patience': None, 'swa_start': 1, 'schedule': 'constant', 'lr': 1e-3})
     def fit(d, *cbs):
         d.mkdir(parents=True, exist_ok=True)
         return fit_task(build_learner(r, tiny_demo, 'all', cbs=list(cbs), num_workers=0), d)

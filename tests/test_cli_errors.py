@@ -67,11 +67,6 @@ def test_recipe_refuses_then_skips_bad(bad, tmp_path):
     assert q.returncode == 1 and 'already finished' in _one_error(q.stderr)
 
 
-def test_unknown_recipe_subprocess():
-    p = _run('recipe', 'no_such_recipe')
-    assert p.returncode != 0 and "unknown recipe 'no_such_recipe'" in _one_error(p.stderr)
-
-
 def _invoke(*args):
     r = CliRunner().invoke(app, list(map(str, args)))
     assert r.exception is None or isinstance(r.exception, SystemExit), repr(r.exception)
@@ -100,6 +95,7 @@ def test_data_check_bad_inputs(tmp_path, case, expect):
 
 
 def test_other_commands_bad_inputs(tiny_demo, tmp_path):
+    assert "unknown recipe 'no_such_recipe'" in _invoke('recipe', 'no_such_recipe')
     assert 'data folder does not exist' in _invoke('recipe', 'baseline_mobilenetv2', '--data', tmp_path / 'nope')
     assert "unknown architecture 'nonet'" in _invoke('recipe', 'baseline_mobilenetv2', '--arch', 'nonet')
     assert 'weights file not found' in _invoke('recipe', 'baseline_mobilenetv2', '--data', tiny_demo, '--out', tmp_path,

@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E
 from fastmask.errors import FastmaskError, LayoutError  # noqa: E402
 from fastmask.labels import GENDERS, LabelError, mask_from_name, parse_person_folder, person_folder_name  # noqa: E402
 
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 ids = st.from_regex(r'\A[0-9]{6}(-[0-9])?\Z')
 genders = st.sampled_from(['male', 'female', 'Male', 'FEMALE'])
 races = st.from_regex(r'\A[A-Za-z]{1,10}\Z')

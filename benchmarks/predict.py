@@ -62,6 +62,7 @@ def main(argv=None):
         pred = lambda: predict_paths(run, paths, bs=a.bs, num_workers=workers)
         load = lambda: [b for b in infer_dl(paths, a.size, bs=a.bs, num_workers=workers)]
         with speed(cache=False):
+            predict_paths(run, paths[:a.bs], bs=a.bs, num_workers=workers)   # warm-up: model load, first allocations
             t_nc, l_nc = timed(pred), timed(load)
         t_cold = timed(pred)
         size = cache_size(cache / 'images')

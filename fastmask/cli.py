@@ -91,7 +91,7 @@ def recipe_cmd(name: str = typer.Argument(..., help='recipe name (see `fastmask 
         if folds: r = as_kfold(r, folds)
         if fold is not None: r = fold_recipe(r, fold)
     run_dir = run_recipe(r, data, out, weights=weights, num_workers=workers, skip_bad=skip_bad, fix_labels=fix_labels,
-                         track=track, overrides={k: v for k, v in dict(changes, quick=quick).items() if v not in (None, False)})
+                         track=track, overrides={k: v for k, v in dict(changes, quick=quick or None).items() if v is not None})
     from .io import read_json
     if rank(): return                                   # other DDP processes: rank 0 reports
     show({k: v for k, v in read_json(run_dir / 'summary.json').items() if 'f1' in k or k == 'wall_time_s'},
@@ -269,6 +269,17 @@ def lr_find_cmd(name: str = typer.Argument(..., help='recipe name (see `fastmask
     sugg, path = lr_find(name, data, task, quick=quick, out=out, num_it=num_it, num_workers=workers,
                          **{k: v for k, v in dict(size=size, bs=bs, arch=arch, pretrained=pretrained).items() if v is not None})
     show({k: f'{v:.2e}' for k, v in sugg.items()}, f'suggested learning rates (plot: {path})')
+
+
+@data_app.command('cache')
+@user_errors
+def data_cache_cmd(clear: bool = typer.Option(False, '--clear', help='delete every decoded-image cache')):
+    "List the decoded-image caches (under $FASTMASK_CACHE/images) and their sizes."
+    from .cache import cache_dir, cache_entries, clear_cache, human_bytes
+    if clear: return typer.echo(f'freed {human_bytes(clear_cache())}')
+    es = cache_entries()
+    for e in es: typer.echo(f"  {e['key']}  {e['images']} images  {e['size']}px  {human_bytes(e['bytes'])}")
+    typer.echo(f"{cache_dir()}: {len(es)} cache(s), {human_bytes(sum(e['bytes'] for e in es))}")
 
 
 def main():

@@ -43,9 +43,12 @@ def member_label(name: str, recipe: dict) -> str:
 
 def common_settings(recipes: list[dict]) -> str:
     "Title of a comparison: the settings its members share (arch, image size, batch, schedule)."
-    keys = [('arch', '{}'), ('size', '{} px'), ('bs', 'batch {}'), ('schedule', '{} lr'), ('swa_start', 'SWA from epoch {}')]
-    return ', '.join(f.format(recipes[0].get(k)) for k, f in keys
-                     if recipes[0].get(k) is not None and all(r.get(k) == recipes[0].get(k) for r in recipes))
+    keys = [('arch', '{}'), ('size', '{} px'), ('bs', 'batch {}'), ('schedule', '{} lr')]
+    r0, same = recipes[0], lambda k: all(r.get(k) == recipes[0].get(k) for r in recipes)
+    parts = [f.format(r0.get(k)) for k, f in keys if r0.get(k) is not None and same(k)]
+    swa = r0.get('swa_start')
+    if swa is not None and same('swa_start') and swa < r0.get('epochs', 0): parts.append(f'SWA from epoch {swa + 1}')
+    return ', '.join(parts)
 
 
 def plot_curves(curves: pd.DataFrame, path, title: str = '', labels: dict | None = None) -> Path:
@@ -58,6 +61,8 @@ def plot_curves(curves: pd.DataFrame, path, title: str = '', labels: dict | None
     for name, g in curves.groupby('member', sort=False):
         for ax, col in zip(axes, ('valid_loss', 'f1_score')):
             ax.plot(g['epoch'] + 1, g[col], marker='o', ms=3, label=(labels or {}).get(name, name))
+    loss = curves['valid_loss'].dropna()
+    if len(loss) and loss.min() > 0 and loss.max() / loss.min() > 50: axes[0].set_yscale('log')  # diverged members
     for ax, lab in zip(axes, ('valid loss', 'valid macro F1')):
         ax.set_xlabel('epoch'), ax.set_ylabel(lab), ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)

@@ -110,6 +110,7 @@ def quick(recipe: Recipe) -> Recipe:
     changes = dict(QUICK)
     from .models import offline_available
     if recipe.pretrained and offline_available(recipe.arch): changes.pop('pretrained')  # weights need no network
+    if recipe.schedule == 'constant': changes.pop('lr')  # a fixed-lr study (optimizers) keeps its own rates
     if recipe.swa_start is not None: changes['swa_start'] = changes['epochs'] - 2   # average the last two epochs
     if recipe.patience is not None: changes['patience'] = 2
     return replace(recipe, **changes)
@@ -118,7 +119,10 @@ def quick(recipe: Recipe) -> Recipe:
 def resolve(name: str | Recipe, quick: bool = False, **changes) -> Recipe:
     "A recipe by name with `--quick` and command-line overrides applied (how runners derive member recipes)."
     r = get_recipe(name) if isinstance(name, str) else name
-    return override(globals()['quick'](r) if quick else r, **changes)
+    r = override(globals()['quick'](r) if quick else r, **changes)
+    if quick and r.swa_start is not None and r.swa_start >= r.epochs:  # --quick --epochs N: still average the tail
+        r = replace(r, swa_start=max(0, r.epochs - 2))
+    return r
 
 
 def _load_catalogue():

@@ -10,7 +10,7 @@ import pandas as pd
 
 from .errors import FastmaskError
 
-__all__ = ['SORT_KEYS', 'RUNNING_S', 'find_runs', 'run_status', 'run_record', 'runs_table', 'rich_runs_table',
+__all__ = ['SORT_KEYS', 'RUNNING_S', 'epochs_logged', 'find_runs', 'run_status', 'run_record', 'runs_table', 'rich_runs_table',
            'format_overrides']
 
 #: columns `runs_table` can sort by (scores descending, the rest ascending)
@@ -22,6 +22,12 @@ _TERSE_DROP = ('recipe',)  # the run column starts with it
 _HEADERS = dict(f1_mask='mask', f1_gender='gender', f1_age='age', eval_f1='eval', wall_s='wall s')
 COLUMNS = ['run', 'recipe', 'overrides', 'epochs', 'f1', 'f1_mask', 'f1_gender', 'f1_age', 'eval_f1', 'wall_s',
            'status', 'started']
+
+
+def epochs_logged(metrics_csv) -> int:
+    "Training epochs in a `metrics_{task}.csv` (numeric epoch rows; SWA's final 'swa' row is not an epoch)."
+    try: return int(pd.to_numeric(pd.read_csv(metrics_csv)['epoch'], errors='coerce').notna().sum())
+    except (OSError, KeyError, ValueError, pd.errors.EmptyDataError): return 0
 
 
 def _read(path: Path) -> dict:
@@ -66,8 +72,7 @@ def _epochs(run_dir: Path, summary: dict) -> str:
     "Epochs trained per task: metric-log rows, else the summary's count; one number when every task agrees."
     per = {}
     for f in sorted(run_dir.glob('metrics_*.csv')):
-        try: per[f.stem[len('metrics_'):]] = len(pd.read_csv(f))
-        except (OSError, ValueError, pd.errors.EmptyDataError): per[f.stem[len('metrics_'):]] = 0
+        per[f.stem[len('metrics_'):]] = epochs_logged(f)
     if not per and isinstance(summary.get('epochs'), dict): per = summary['epochs']
     elif not per and summary.get('epochs') is not None: return str(summary['epochs'])
     if not per: return ''

@@ -27,6 +27,7 @@ from .optim import get_opt
 from .predict import combine_tasks, predict_paths, scores, write_submission
 from .recipes import Recipe, get_recipe
 from .runinfo import environment
+from .runs import epochs_logged
 
 __all__ = ['learner', 'build_learner', 'fit_task', 'run_recipe', 'run_train', 'RUNNERS', 'register_runner',
            'new_run_dir', 'metric_name', 'finish_run']
@@ -157,7 +158,7 @@ def run_train(recipe: Recipe, data, run_dir: Path, weights=None, num_workers: in
         learn = load_finished(learn, run_dir) if (run_dir / f'model_{task}.pth').is_file() else fit_task(learn, run_dir)
         with (nullcontext() if sys.stdout.isatty() else learn.no_bar()):
             p, _ = learn.get_preds(dl=learn.dls.valid, act=lambda x: torch.softmax(x.float(), -1))
-        probs[task], epochs[task], models[task] = p.numpy(), len(learn.recorder.values), learn
+        probs[task], epochs[task], models[task] = p.numpy(), epochs_logged(run_dir / f'metrics_{task}.csv'), learn
     vf, p18 = _valid_frame(src, splits[1], probs)
     write_csv(run_dir / 'valid_preds.csv', vf)
     if p18 is not None: save_npy(run_dir / 'valid_probs.npy', p18.astype(np.float32))

@@ -120,3 +120,15 @@ def test_concurrent_readers_and_builders(photos, tmp_path):
     outs = [int(p.communicate(timeout=120)[0].split()[-1]) for p in procs]   # other processes read it meanwhile
     assert outs == [int(results[0])] * 2
     assert len(list(Path(root).glob('*.tmp*'))) == 0
+
+
+def test_cli_lists_and_clears(photos, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+    from fastmask.cli import app
+    monkeypatch.setenv('FASTMASK_CACHE', str(tmp_path / 'fm'))
+    c = build_cache(photos, 16)
+    assert c.file.parent == tmp_path / 'fm' / 'images'
+    res = CliRunner().invoke(app, ['data', 'cache'])
+    assert res.exit_code == 0 and c.file.stem in res.output and '1 cache(s)' in res.output
+    res = CliRunner().invoke(app, ['data', 'cache', '--clear'])
+    assert res.exit_code == 0 and 'freed' in res.output and not c.file.exists()

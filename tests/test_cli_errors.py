@@ -7,7 +7,6 @@ other than the exit escaped the command).
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest

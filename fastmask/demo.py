@@ -14,7 +14,8 @@ from PIL import Image, ImageDraw
 
 from . import labels
 
-__all__ = ['PHOTO_STEMS', 'WIDTH', 'HEIGHT', 'cache_root', 'demo_dir', 'make_demo', 'person_attrs', 'draw_person_photos']
+__all__ = ['PHOTO_STEMS', 'WIDTH', 'HEIGHT', 'cache_root', 'demo_dir', 'make_demo', 'person_attrs', 'draw_person_photos',
+           'eval_image_id', 'write_layout_tables', 'write_rows']
 
 PHOTO_STEMS = ('mask1', 'mask2', 'mask3', 'mask4', 'mask5', 'incorrect_mask', 'normal')
 WIDTH, HEIGHT = 384, 512
@@ -148,11 +149,27 @@ def _render(job: tuple[int, int]) -> tuple[int, int, dict[str, bytes]]:
     return gender, age, {k: _jpeg(v) for k, v in photos.items()}
 
 
-def _write_rows(path: Path, header: list[str], rows) -> None:
+def write_rows(path: Path, header: list[str], rows) -> None:
+    "Write a CSV with a header row."
     with open(path, 'w', newline='') as f:
         w = csv.writer(f, lineterminator='\n')
         w.writerow(header)
         w.writerows(rows)
+
+
+def eval_image_id(seed: int, pid: str, stem: str) -> str:
+    "The eval ImageID of one photo: a hash that hides the person and the mask state."
+    return hashlib.sha1(f'{seed}/{pid}/{stem}'.encode()).hexdigest() + '.jpg'
+
+
+def write_layout_tables(root: Path, train_rows, eval_rows, seed: int) -> None:
+    "train.csv, and eval/info.csv + eval/truth.csv in one seeded shuffled order (rows: [ImageID, class])."
+    write_rows(root / 'train' / 'train.csv', ['id', 'gender', 'race', 'age', 'path'], train_rows)
+    if eval_rows:
+        order = np.random.default_rng([seed, 0, 3]).permutation(len(eval_rows))
+        eval_rows = [eval_rows[j] for j in order]
+        write_rows(root / 'eval' / 'info.csv', ['ImageID', 'ans'], [[r[0], 0] for r in eval_rows])
+        write_rows(root / 'eval' / 'truth.csv', ['ImageID', 'ans'], eval_rows)
 
 
 def _generate(root: Path, persons: int, eval_persons: int, seed: int) -> None:
@@ -169,16 +186,11 @@ def _generate(root: Path, persons: int, eval_persons: int, seed: int) -> None:
             train_rows.append([pid, labels.GENDERS[gender], RACE, age, folder])
         else:
             for stem, data in photos.items():
-                iid = hashlib.sha1(f'{seed}/{pid}/{stem}'.encode()).hexdigest() + '.jpg'
+                iid = eval_image_id(seed, pid, stem)
                 (root / 'eval' / 'images' / iid).write_bytes(data)
                 cls = labels.encode(labels.mask_from_stem(stem), gender, labels.age_group(age, labels.DEFAULT_AGE_CUT))
                 eval_rows.append([iid, cls])
-    _write_rows(root / 'train' / 'train.csv', ['id', 'gender', 'race', 'age', 'path'], train_rows)
-    if eval_persons:
-        order = np.random.default_rng([seed, 0, 3]).permutation(len(eval_rows))
-        eval_rows = [eval_rows[j] for j in order]
-        _write_rows(root / 'eval' / 'info.csv', ['ImageID', 'ans'], [[r[0], 0] for r in eval_rows])
-        _write_rows(root / 'eval' / 'truth.csv', ['ImageID', 'ans'], eval_rows)
+    write_layout_tables(root, train_rows, eval_rows, seed)
 
 
 def _nonempty(p: Path) -> bool:

@@ -1,9 +1,7 @@
 """Practice data from real labelled faces: each face becomes a person with five masks, one worn wrongly, one bare."""
 from __future__ import annotations
 
-import csv
 import errno
-import hashlib
 import io
 import os
 import re
@@ -20,7 +18,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
 from . import labels
 from .csvdata import parse_age
-from .demo import HEIGHT, PHOTO_STEMS, WIDTH
+from .demo import HEIGHT, PHOTO_STEMS, WIDTH, eval_image_id, write_layout_tables, write_rows
 from .errors import LayoutError
 from .io import write_json
 from .landmarks import LandmarkDetector
@@ -252,13 +250,6 @@ def _jpeg(im: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def _write_rows(path: Path, header: list[str], rows) -> None:
-    with open(path, 'w', newline='') as f:
-        w = csv.writer(f, lineterminator='\n')
-        w.writerow(header)
-        w.writerows(rows)
-
-
 def _build(root: Path, chosen: list[Face], persons: int, seed: int, detector: LandmarkDetector,
            progress: Callable | None, chunk: int = 16) -> int:
     "Write the layout into `root`; return the number of template fallbacks."
@@ -282,18 +273,13 @@ def _build(root: Path, chosen: list[Face], persons: int, seed: int, detector: La
                 train_rows.append([pid, labels.GENDERS[f.gender], race, f.age, folder])
             else:
                 for stem, p in photos.items():
-                    iid = hashlib.sha1(f'{seed}/{pid}/{stem}'.encode()).hexdigest() + '.jpg'
+                    iid = eval_image_id(seed, pid, stem)
                     (root / 'eval' / 'images' / iid).write_bytes(_jpeg(p))
                     eval_rows.append([iid, labels.encode(labels.mask_from_stem(stem), f.gender, labels.age_group(f.age))])
             sources.append([pid, 'train' if i < persons else 'eval', str(f.path), int(fell)])
             if progress: progress(i + 1, len(chosen))
-    _write_rows(root / 'train' / 'train.csv', ['id', 'gender', 'race', 'age', 'path'], train_rows)
-    if eval_rows:
-        order = np.random.default_rng([seed, 0, 3]).permutation(len(eval_rows))
-        eval_rows = [eval_rows[j] for j in order]
-        _write_rows(root / 'eval' / 'info.csv', ['ImageID', 'ans'], [[r[0], 0] for r in eval_rows])
-        _write_rows(root / 'eval' / 'truth.csv', ['ImageID', 'ans'], eval_rows)
-    _write_rows(root / 'proxy_sources.csv', ['id', 'split', 'source', 'template_landmarks'], sources)
+    write_layout_tables(root, train_rows, eval_rows, seed)
+    write_rows(root / 'proxy_sources.csv', ['id', 'split', 'source', 'template_landmarks'], sources)
     return fallbacks
 
 

@@ -16,18 +16,26 @@ from fastai.learner import Learner
 from fastai.metrics import F1Score, accuracy
 from fastai.torch_core import set_seed
 
+from .accel import accelerate
+from .check import prepare_data
+from .checkpoint import CheckpointCallback, checkpoint_path, interruptible, load_finished
+from .cutmix import apply_cutmix
 from .data import person_split, task_dls
+from .distributed import distrib_fit, rank0_run_dir
 from .errors import RecipeError
 from .io import save_npy, save_torch, write_csv, write_json
-from .labels import N_CLASSES, task_names
+from .labels import task_names
 from .layout import DataSource, open_data
 from .losses import get_loss
 from .models import create_model
 from .optim import get_opt
 from .predict import combine_tasks, predict_paths, scores, write_submission
-from .recipes import Recipe, get_recipe
+from .recipes import Recipe, get_recipe, resolve
 from .runinfo import environment
 from .runs import epochs_logged
+from .sampling import apply_sampling
+from .swa import SWACallback
+from .trackers import check_tracker, tracker_callbacks, tracking
 
 __all__ = ['learner', 'build_learner', 'fit_task', 'run_recipe', 'run_train', 'RUNNERS', 'register_runner',
            'new_run_dir', 'metric_name', 'finish_run']
@@ -70,19 +78,15 @@ def build_learner(recipe: Recipe, data, task: str | None = None, weights=None, s
     learn = Learner(dls, model, loss_func=get_loss(r.loss, n, **dict(r.loss_params)), opt_func=get_opt(r.opt),
                     metrics=[F1Score(average='macro'), accuracy], wd=r.wd, cbs=list(cbs))
     learn.recipe, learn.task = r, task
-    from .sampling import apply_sampling; from .cutmix import apply_cutmix  # recipe extras: sampler, class weights, cutmix
     apply_cutmix(apply_sampling(learn))
-    from .accel import accelerate; accelerate(learn)  # speed: bf16/fp16 + channels-last on CUDA, opt-in compile
+    accelerate(learn)  # speed: bf16/fp16 + channels-last on CUDA, opt-in compile
     return learn
 
 
 def learner(name: str | Recipe = 'baseline_mobilenetv2', data='demo', task: str | None = None, quick: bool = False,
             weights=None, **overrides) -> Learner:
     "Python API: the recipe's Learner on `data` without training, e.g. for `learn.lr_find()`."
-    from .recipes import override, quick as make_quick
-    r = get_recipe(name) if isinstance(name, str) else name
-    r = override(make_quick(r) if quick else r, **overrides)
-    return build_learner(r, data, task, weights=weights)
+    return build_learner(resolve(name, quick=quick, **overrides), data, task, weights=weights)
 
 
 def task_callbacks(r: Recipe, task: str, run_dir: Path) -> list:
@@ -92,11 +96,9 @@ def task_callbacks(r: Recipe, task: str, run_dir: Path) -> list:
     cbs = [CSVLogger(fname=str(run_dir / f'metrics_{task}.csv'))]
     if r.patience is not None: cbs.append(EarlyStoppingCallback(monitor=name, comp=comp, patience=r.patience))
     if r.swa_start is not None:
-        from .swa import SWACallback
         cbs.append(SWACallback(start_epoch=r.swa_start, swa_lr=r.swa_lr or r.lr))
     else:
         cbs.append(SaveModelCallback(monitor=name, comp=comp, fname=f'.best_{task}', with_opt=False))
-    from .trackers import tracker_callbacks
     cbs += tracker_callbacks(task)  # --track: TensorBoard / MLflow / W&B logging of this fit
     return cbs
 
@@ -106,9 +108,7 @@ def fit_task(learn: Learner, run_dir: Path) -> Learner:
     r, task = learn.recipe, learn.task
     learn.path, learn.model_dir = run_dir, '.'
     cbs = task_callbacks(r, task, run_dir)
-    from .checkpoint import CheckpointCallback, checkpoint_path
     cbs.append(CheckpointCallback(checkpoint_path(run_dir, task)))  # resumes from it when it exists
-    from .distributed import distrib_fit
     with (nullcontext() if sys.stdout.isatty() else learn.no_bar()), distrib_fit(learn):
         if r.schedule == 'one_cycle': learn.fit_one_cycle(r.epochs, r.lr, cbs=cbs)
         elif r.schedule == 'constant': learn.fit(r.epochs, r.lr, cbs=cbs)
@@ -154,7 +154,6 @@ def run_train(recipe: Recipe, data, run_dir: Path, weights=None, num_workers: in
     probs, epochs, models = {}, {}, {}
     for task in tasks:
         learn = build_learner(recipe, src, task, weights=weights, splits=splits, num_workers=num_workers)
-        from .checkpoint import load_finished
         learn = load_finished(learn, run_dir) if (run_dir / f'model_{task}.pth').is_file() else fit_task(learn, run_dir)
         with (nullcontext() if sys.stdout.isatty() else learn.no_bar()):
             p, _ = learn.get_preds(dl=learn.dls.valid, act=lambda x: torch.softmax(x.float(), -1))
@@ -179,19 +178,15 @@ def run_recipe(recipe: Recipe | str, data='demo', out='runs', weights=None, num_
     "Run a recipe into a new run folder and return it; bad data is refused unless `skip_bad`; `summary.json` is written last."
     r = get_recipe(recipe) if isinstance(recipe, str) else recipe
     if r.kind not in RUNNERS: raise RecipeError(f"recipe {r.name} needs runner '{r.kind}', which is not available")
-    from .trackers import check_tracker, tracking
     track = opts.pop('track', None)
     if track: check_tracker(track)  # an unknown tracker or a missing extra fails before the run folder exists
-    from .check import prepare_data
     src, prep = (data, None) if isinstance(data, DataSource) else prepare_data(data, skip_bad=skip_bad, fix_labels=fix_labels)
-    from .distributed import rank0_run_dir
     run_dir = rank0_run_dir(new_run_dir, out, r.name)
     write_json(run_dir / 'config.json', dict(recipe=r.to_dict(), overrides=overrides or {}, data=str(src.root),
                                              weights=str(weights) if weights else None, **environment(),
                                              **(prep.config() if prep else {}),
                                              options=dict(num_workers=num_workers, out=str(out), speed=_speed())))
     if prep: prep.write(run_dir)
-    from .checkpoint import interruptible
     with interruptible(run_dir), tracking(track, run_dir):
         return finish_run(r, src, run_dir, weights=weights, num_workers=num_workers, out=out, overrides=overrides, **opts)
 

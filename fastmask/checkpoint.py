@@ -184,7 +184,7 @@ def resume_run(run_dir, num_workers: int | None = None) -> Path:
     from .check import prepare_data
     from .recipes import Recipe
     from .train import RUNNERS, finish_run
-    run_dir = Path(run_dir)
+    run_dir = Path(run_dir).resolve()
     cfg_file = run_dir / 'config.json'
     if not run_dir.is_dir(): raise FastmaskError(f'{run_dir}: run folder does not exist')
     if not cfg_file.is_file(): raise FastmaskError(f'{run_dir}: not a run folder (no config.json)')

@@ -105,7 +105,7 @@ def task_callbacks(r: Recipe, task: str, run_dir: Path) -> list:
 
 def fit_task(learn: Learner, run_dir: Path) -> Learner:
     "Fit a task Learner with its recipe's schedule and save `model_{task}.pth` in the run folder."
-    r, task = learn.recipe, learn.task
+    r, task, run_dir = learn.recipe, learn.task, Path(run_dir).resolve()
     learn.path, learn.model_dir = run_dir, '.'
     cbs = task_callbacks(r, task, run_dir)
     cbs.append(CheckpointCallback(checkpoint_path(run_dir, task)))  # resumes from it when it exists
@@ -121,8 +121,8 @@ def fit_task(learn: Learner, run_dir: Path) -> Learner:
 
 
 def new_run_dir(out, name: str) -> Path:
-    "A fresh `out/<recipe>/<timestamp>` folder."
-    base = Path(out) / name
+    "A fresh `out/<recipe>/<timestamp>` folder, as an absolute path (fastai joins `learn.path` with file names)."
+    base = Path(out).resolve() / name
     stamp = datetime.now().strftime('%Y%m%d-%H%M%S')
     d, i = base / stamp, 1
     while d.exists(): d, i = base / f'{stamp}-{i}', i + 1

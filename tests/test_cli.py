@@ -54,7 +54,7 @@ def demo300(tmp_path_factory):
 
 
 def test_quick_baseline_end_to_end(demo300, tmp_path):
-    res = fastmask('recipe', 'baseline_mobilenetv2', '--quick', '--data', demo300, '--out', tmp_path / 'runs')
+    res = fastmask('recipe', 'baseline_mobilenetv2', '--quick', '--data', demo300, cwd=tmp_path)  # default --out runs
     assert res.returncode == 0, res.stderr[-2000:]
     run_dir, = (tmp_path / 'runs' / 'baseline_mobilenetv2').iterdir()
     for f in ['config.json', 'metrics_all.csv', 'model_all.pth', 'valid_preds.csv', 'valid_probs.npy',

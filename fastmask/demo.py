@@ -2,17 +2,16 @@
 from __future__ import annotations
 
 import csv
-import errno
 import hashlib
 import io
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from . import labels
+from .io import atomic_dir, nonempty
 
 __all__ = ['PHOTO_STEMS', 'WIDTH', 'HEIGHT', 'cache_root', 'demo_dir', 'make_demo', 'person_attrs', 'draw_person_photos',
            'eval_image_id', 'write_layout_tables', 'write_rows']
@@ -193,10 +192,6 @@ def _generate(root: Path, persons: int, eval_persons: int, seed: int) -> None:
     write_layout_tables(root, train_rows, eval_rows, seed)
 
 
-def _nonempty(p: Path) -> bool:
-    return p.exists() and (not p.is_dir() or any(p.iterdir()))
-
-
 def make_demo(out, persons: int = 300, eval_persons: int = 60, seed: int = 0) -> Path:
     "Write the demo data set (train + eval with truth.csv) to `out` atomically; refuse a non-empty `out`."
     out = Path(out)
@@ -204,25 +199,15 @@ def make_demo(out, persons: int = 300, eval_persons: int = 60, seed: int = 0) ->
     if not isinstance(eval_persons, (int, np.integer)) or eval_persons < 0:
         raise ValueError(f'eval_persons must be an integer >= 0, got {eval_persons!r}')
     if not isinstance(seed, (int, np.integer)) or seed < 0: raise ValueError(f'seed must be an integer >= 0, got {seed!r}')
-    if _nonempty(out): raise FileExistsError(f"demo folder '{out}' already exists and is not empty")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f'.{out.name}.tmp-{os.getpid()}'
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        _generate(tmp, int(persons), int(eval_persons), int(seed))
-        try: os.replace(tmp, out)
-        except OSError as e:
-            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR): raise
-            raise FileExistsError(f"demo folder '{out}' already exists and is not empty") from None
-    finally: shutil.rmtree(tmp, ignore_errors=True)
+    with atomic_dir(out, 'demo folder') as tmp: _generate(tmp, int(persons), int(eval_persons), int(seed))
     return out
 
 
 def demo_dir(persons: int = 300, eval_persons: int = 60, seed: int = 0) -> Path:
     "The cached demo data set under `cache_root()`, generated on first use."
     out = cache_root() / f'demo-p{persons}-e{eval_persons}-s{seed}'
-    if _nonempty(out): return out
+    if nonempty(out): return out
     try: return make_demo(out, persons, eval_persons, seed)
     except FileExistsError:
-        if _nonempty(out): return out  # another process won the race
+        if nonempty(out): return out  # another process won the race
         raise

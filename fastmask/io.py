@@ -1,6 +1,7 @@
 """Atomic writes: every file fastmask writes appears complete or not at all."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -8,7 +9,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ['atomic_path', 'atomic_dir', 'write_text', 'write_bytes', 'write_json', 'write_csv', 'save_torch',
+__all__ = ['atomic_path', 'atomic_dir', 'nonempty', 'write_text', 'write_bytes', 'write_json', 'write_csv', 'save_torch',
            'save_npy', 'read_json']
 
 
@@ -34,17 +35,27 @@ def atomic_path(path, suffix=''):
         raise
 
 
-@contextmanager
-def atomic_dir(path):
-    "Yield a temporary folder beside `path`; rename it onto `path` (which must not exist) only if the block succeeds."
+def nonempty(path) -> bool:
+    "Whether `path` is a file or a folder with something in it."
     path = Path(path)
-    if path.exists(): raise FileExistsError(f"'{path}' already exists")
+    return path.exists() and (not path.is_dir() or any(path.iterdir()))
+
+
+@contextmanager
+def atomic_dir(path, what: str = 'folder'):
+    "Yield a temporary folder beside `path`; rename it onto `path` (absent or empty) only if the block succeeds."
+    path = Path(path)
+    exists = FileExistsError(f"{what} '{path}' already exists and is not empty")
+    if nonempty(path): raise exists
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent))
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())
-        os.rename(tmp, path)
+        try: os.replace(tmp, path)  # onto an empty folder too; a non-empty one means another writer won
+        except OSError as e:
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR): raise
+            raise exists from None
     finally: shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -1,11 +1,8 @@
 """Practice data from real labelled faces: each face becomes a person with five masks, one worn wrongly, one bare."""
 from __future__ import annotations
 
-import errno
 import io
-import os
 import re
-import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -20,7 +17,7 @@ from . import labels
 from .csvdata import parse_age
 from .demo import HEIGHT, PHOTO_STEMS, WIDTH, eval_image_id, write_layout_tables, write_rows
 from .errors import LayoutError
-from .io import write_json
+from .io import atomic_dir, nonempty, write_json
 from .landmarks import LandmarkDetector
 
 __all__ = ['FORMATS', 'Face', 'read_faces', 'utkface_faces', 'table_faces', 'person_masks', 'mask_polygon',
@@ -289,8 +286,7 @@ def make_proxy(faces, out, fmt: str = 'utkface', persons: int = 1000, eval_perso
     "Build a practice data set in the competition layout from real labelled faces; return its summary (proxy.json)."
     out = Path(out)
     if persons < 2 or eval_persons < 0 or seed < 0: raise ValueError('need persons >= 2, eval_persons >= 0, seed >= 0')
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise FileExistsError(f"proxy folder '{out}' already exists and is not empty")
+    if nonempty(out): raise FileExistsError(f"proxy folder '{out}' already exists and is not empty")
     t0 = time.time()
     found, skipped = read_faces(faces, fmt)
     n_all = len(found)
@@ -302,18 +298,10 @@ def make_proxy(faces, out, fmt: str = 'utkface', persons: int = 1000, eval_perso
     chosen = [found[int(k)] for k in np.random.default_rng(seed).permutation(len(found))[:n]]
     det = LandmarkDetector(detector)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f'.{out.name}.tmp-{os.getpid()}'
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with atomic_dir(out, 'proxy folder') as tmp:
         fallbacks = _build(tmp, chosen, persons, seed, det, progress)
         summary = dict(source=str(faces), format=fmt, persons=persons, eval_persons=eval_persons, seed=seed,
                        usable_faces=len(found), outside_ages=n_all - len(found), ages=ages, skipped=dict(skipped), skipped_total=sum(skipped.values()),
                        detector=det.name, template_fallbacks=int(fallbacks), wall_time_s=round(time.time() - t0, 1))
         write_json(tmp / 'proxy.json', summary)
-        if out.exists(): out.rmdir()
-        try: os.replace(tmp, out)
-        except OSError as e:
-            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR): raise
-            raise FileExistsError(f"proxy folder '{out}' already exists and is not empty") from None
-    finally: shutil.rmtree(tmp, ignore_errors=True)
     return summary

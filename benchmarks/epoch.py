@@ -14,10 +14,10 @@ import time
 import torch
 from fastai.callback.core import Callback
 
-from fastmask.data import default_workers
-from fastmask.demo import demo_dir
-from fastmask.recipes import get_recipe, override, quick
-from fastmask.train import build_learner
+from fastmask.data.block import default_workers
+from fastmask.sources.demo import demo_dir
+from fastmask.recipes.registry import get_recipe, override, quick
+from fastmask.runners.train import build_learner
 
 
 class TimeTrain(Callback):

@@ -23,12 +23,13 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from loader import report_loader  # noqa: E402
 
-from fastmask.accel import autocast_ctx, resolve_precision, tune_allocator  # noqa: E402
-from fastmask.cache import build_cache, human_bytes  # noqa: E402
-from fastmask.data import default_workers, person_split, task_dls  # noqa: E402
-from fastmask.demo import demo_dir  # noqa: E402
-from fastmask.layout import open_data  # noqa: E402
-from fastmask.models import create_model  # noqa: E402
+
+from fastmask.settings import autocast_ctx, resolve_precision, tune_allocator  # noqa: E402
+from fastmask.data.imagecache import build_cache, human_bytes  # noqa: E402
+from fastmask.data.block import default_workers, person_split, task_dls  # noqa: E402
+from fastmask.sources.demo import demo_dir  # noqa: E402
+from fastmask.sources.open import open_data
+from fastmask.models.backbones import create_model  # noqa: E402
 
 
 def sync(dev):

@@ -14,11 +14,11 @@ import time
 import torch
 from PIL import Image
 
-from fastmask.augment import REPORT_MEAN, REPORT_STD
-from fastmask.cache import build_cache, human_bytes
-from fastmask.data import default_workers, person_split, task_dls
-from fastmask.demo import demo_dir
-from fastmask.layout import open_data
+from fastmask.data.augment import REPORT_MEAN, REPORT_STD
+from fastmask.data.imagecache import build_cache, human_bytes
+from fastmask.data.block import default_workers, person_split, task_dls
+from fastmask.sources.demo import demo_dir
+from fastmask.sources.open import open_data
 
 
 class ReportDataset(torch.utils.data.Dataset):

@@ -17,12 +17,12 @@ import time
 import torch
 from fastai.callback.core import Callback, CancelFitException
 
-from fastmask.cache import build_cache, human_bytes
-from fastmask.data import default_workers
-from fastmask.demo import demo_dir
-from fastmask.layout import open_data
-from fastmask.recipes import get_recipe, override, quick
-from fastmask.train import build_learner
+from fastmask.data.imagecache import build_cache, human_bytes
+from fastmask.data.block import default_workers
+from fastmask.sources.demo import demo_dir
+from fastmask.sources.open import open_data
+from fastmask.recipes.registry import get_recipe, override, quick
+from fastmask.runners.train import build_learner
 
 
 def status() -> dict[str, int]:

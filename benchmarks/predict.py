@@ -16,14 +16,14 @@ from pathlib import Path
 
 import torch
 
-from fastmask.accel import speed
-from fastmask.cache import clear_cache, human_bytes, cache_size
-from fastmask.data import default_workers, infer_dl
-from fastmask.demo import demo_dir
+from fastmask.settings import speed
+from fastmask.data.imagecache import clear_cache, human_bytes, cache_size
+from fastmask.data.block import default_workers, infer_dl
+from fastmask.sources.demo import demo_dir
 from fastmask.io import save_torch
-from fastmask.layout import open_data
-from fastmask.models import create_model
-from fastmask.predict import predict_paths
+from fastmask.sources.open import open_data
+from fastmask.models.backbones import create_model
+from fastmask.inference.predict import predict_paths
 
 
 def fake_run(folder: Path, arch: str, size: int, crop: float = 350 / 384) -> Path:

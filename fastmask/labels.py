@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import FastmaskError
+from fastmask.errors import FastmaskError
 
 __all__ = ['MASKS', 'GENDERS', 'AGES', 'TASKS', 'N_CLASSES', 'IMAGE_EXTS', 'DEFAULT_AGE_CUT', 'REPORT_AGE_CUT',
            'LabelError', 'Person', 'mask_from_stem', 'mask_from_name', 'age_group', 'encode', 'decode',

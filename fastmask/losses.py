@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from fastai.losses import CrossEntropyLossFlat, FocalLossFlat, LabelSmoothingCrossEntropyFlat
 from fastai.torch_core import Module
 
-from .errors import RecipeError
+from fastmask.errors import RecipeError
 
 __all__ = ['LOSSES', 'register_loss', 'get_loss', 'soft_f1', 'SoftF1LossFlat', 'MixedLoss']
 

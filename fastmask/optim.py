@@ -6,7 +6,7 @@ from typing import Callable
 
 from fastai.optimizer import SGD, Adam, OptimWrapper
 
-from .errors import MissingExtraError, RecipeError
+from fastmask.errors import MissingExtraError, RecipeError
 
 __all__ = ['OPTIMIZERS', 'register_opt', 'get_opt', 'wrapped']
 

@@ -8,9 +8,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 from sklearn.metrics import confusion_matrix, f1_score
 
-from .errors import FastmaskError
-from .io import atomic_path
-from .labels import DEFAULT_AGE_CUT, age_group, class_names, decode, task_names
+from fastmask.errors import FastmaskError
+from fastmask.io import atomic_path
+from fastmask.labels import DEFAULT_AGE_CUT, age_group, class_names, decode, task_names
 
 __all__ = ['save_figure', 'plot_curves', 'task_truth_preds', 'plot_confusion', 'plot_class_f1', 'top_losses',
            'plot_top_losses', 'report']
@@ -76,12 +76,12 @@ def plot_confusion(y_true, y_pred, names: list[str], title: str = '') -> Figure:
     return fig
 
 
-def plot_class_f1(y_true, y_pred, names: list[str], title: str = '') -> Figure:
-    "Horizontal bars of per-class F1 with each class's validation support; the macro mean as a line."
+def plot_class_f1(y_true, y_pred, names: list[str], title: str = '', fig=None) -> Figure:
+    "Horizontal bars of per-class F1 with each class's support; the macro mean as a line (into `fig`, e.g. a subfigure)."
     labels = list(range(len(names)))
     f1 = f1_score(y_true, y_pred, labels=labels, average=None, zero_division=0)
     support = np.bincount(np.asarray(y_true, dtype=int), minlength=len(names))
-    fig = Figure(figsize=(8, 1.5 + .32 * len(names)))
+    if fig is None: fig = Figure(figsize=(8, 1.5 + .32 * len(names)))
     ax = fig.subplots()
     y = np.arange(len(names))
     ax.barh(y, f1, color=['#bbbbbb' if s == 0 else '#4c72b0' for s in support])

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import os
 import sys
-from contextlib import nullcontext
+from contextlib import contextmanager
 from typing import Iterable, Iterator, TypeVar
 
-__all__ = ['show_progress', 'progress', 'learner_bars']
+__all__ = ['show_progress', 'progress', 'learner_bars', 'EpochLine']
 
 T = TypeVar('T')
 
@@ -35,6 +35,27 @@ def progress(iterable: Iterable[T], total: int | None = None, desc: str = '') ->
             bar.advance(t)
 
 
+class EpochLine:
+    "A Learner's `logger` that prints each finished epoch as one line with its column names (for log files)."
+    def __init__(self, learn, prefix: str = ''): self.learn, self.prefix = learn, prefix
+
+    def __call__(self, log):
+        names = list(self.learn.recorder.metric_names)
+        if not isinstance(log, (list, tuple)) or len(log) != len(names): return print(log)
+        fmt = lambda v: f'{v:.4f}' if isinstance(v, float) else str(v)
+        cells = [f'{n} {fmt(v)}' for n, v in zip(names[1:], log[1:])]
+        total = f"/{self.learn.n_epoch}" if getattr(self.learn, 'n_epoch', None) else ''
+        print(f"{self.prefix}epoch {log[0] + 1 if isinstance(log[0], int) else log[0]}{total}  " + '  '.join(cells), flush=True)
+
+
+@contextmanager
 def learner_bars(learn):
-    "Context: fastai's own bars for a Learner in a terminal, `learn.no_bar()` otherwise."
-    return nullcontext() if show_progress() else learn.no_bar()
+    "Context: fastai's own bars for a Learner where bars show; otherwise none, and one log line per epoch."
+    if show_progress():
+        yield learn
+        return
+    old = learn.logger
+    learn.logger = EpochLine(learn, f"{getattr(learn, 'task', '')}: " if getattr(learn, 'task', None) else '')
+    try:
+        with learn.no_bar(): yield learn
+    finally: learn.logger = old

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import FastmaskError
+from fastmask.errors import FastmaskError
 
 __all__ = ['SORT_KEYS', 'RUNNING_S', 'epochs_logged', 'find_runs', 'run_status', 'run_record', 'runs_table', 'rich_runs_table',
            'format_overrides']

@@ -9,15 +9,20 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / 'shared' / 'data'
 
 @pytest.fixture(scope='session', autouse=True)
 def _isolated_cache(tmp_path_factory):
-    "Every test session gets its own fastmask cache folder and quiet, single-threaded torch."
+    "Every test session gets its own fastmask cache folder, and no progress bars (`FASTMASK_PROGRESS=0`)."
+    old = {k: os.environ.get(k) for k in ('FASTMASK_CACHE', 'FASTMASK_PROGRESS')}
     os.environ['FASTMASK_CACHE'] = str(tmp_path_factory.mktemp('fastmask-cache'))
+    os.environ['FASTMASK_PROGRESS'] = '0'
     yield
+    for k, v in old.items():
+        if v is None: os.environ.pop(k, None)
+        else: os.environ[k] = v
 
 
 @pytest.fixture(scope='session')
 def tiny_demo(tmp_path_factory) -> Path:
     "A 16-person demo layout (4 eval persons): for plumbing tests, not for learning."
-    from fastmask.demo import make_demo
+    from fastmask.sources.demo import make_demo
     return make_demo(tmp_path_factory.mktemp('tiny') / 'demo', persons=16, eval_persons=4, seed=1)
 
 

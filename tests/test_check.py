@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from fastmask.check import DataCheckError, check_data, check_image, prepare_data
+from fastmask.sources.check import DataCheckError, check_data, check_image, prepare_data
 from fastmask.errors import LayoutError
 
 
@@ -122,7 +122,7 @@ def test_fingerprint_follows_content(tiny_demo, tmp_path):
 
 @pytest.mark.parametrize('mode', ['L', 'RGBA', 'P', 'CMYK', 'I;16'])
 def test_exotic_modes_are_valid(tmp_path, mode):
-    from fastmask.augment import FaceImage
+    from fastmask.data.augment import FaceImage
     f = tmp_path / ('x.png' if mode != 'CMYK' else 'x.jpg')
     Image.new('RGB', (30, 40), (200, 10, 10)).convert(mode).save(f)
     assert check_image(f)[1:] == (None, None)
@@ -131,7 +131,7 @@ def test_exotic_modes_are_valid(tmp_path, mode):
 
 
 def test_exif_rotated_image_loads_upright(tmp_path):
-    from fastmask.augment import FaceImage
+    from fastmask.data.augment import FaceImage
     a = np.zeros((40, 30, 3), np.uint8); a[:10] = 255  # upright: 30 wide, 40 high, white band on top
     stored = Image.fromarray(a).transpose(Image.Transpose.ROTATE_90)  # stored sideways (40 x 30)
     exif = Image.Exif(); exif[0x0112] = 6  # orientation 6: rotate 90 CW to view

@@ -49,7 +49,7 @@ def test_bad_option_value_exits_nonzero():
 
 @pytest.fixture(scope='module')
 def demo300(tmp_path_factory):
-    from fastmask.demo import make_demo
+    from fastmask.sources.demo import make_demo
     return make_demo(tmp_path_factory.mktemp('demo300') / 'demo', persons=300, eval_persons=30, seed=0)
 
 

@@ -110,8 +110,8 @@ def test_other_commands_bad_inputs(tiny_demo, tmp_path):
 
 
 def test_interrupt_names_resume_command(monkeypatch, tmp_path):
-    import fastmask.train as train
-    from fastmask.checkpoint import RunInterrupted
+    import fastmask.runners.train as train
+    from fastmask.callbacks.checkpoint import RunInterrupted
     def stop(*a, **k): raise RunInterrupted(f"interrupted; continue with 'fastmask resume {tmp_path}'")
     monkeypatch.setattr(train, 'run_recipe', stop)
     r = CliRunner().invoke(app, ['recipe', 'baseline_mobilenetv2'])

@@ -4,10 +4,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from fastmask.comparison import plot_curves, read_curves
+from fastmask.runners.comparison import plot_curves, read_curves
 from fastmask.io import read_json
-from fastmask.recipes import resolve
-from fastmask.train import run_recipe
+from fastmask.recipes.registry import resolve
+from fastmask.runners.run import run_recipe
 
 MEMBERS = ['optim_adam', 'optim_adamw', 'optim_adamp', 'optim_madgrad', 'optim_madgrad_1e6']
 

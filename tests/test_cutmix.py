@@ -5,7 +5,7 @@ import pytest
 import torch
 from fastai.losses import CrossEntropyLossFlat
 
-from fastmask.cutmix import HalfCutMix, half_cutmix, old_mask, partners
+from fastmask.callbacks.cutmix import HalfCutMix, half_cutmix, old_mask, partners
 from fastmask.errors import RecipeError
 
 
@@ -53,8 +53,8 @@ def test_loss_is_mixed_by_area():
 
 
 def test_recipe_option_adds_cutmix_and_fits(tiny_demo, tmp_path):
-    from fastmask.recipes import override, resolve
-    from fastmask.train import build_learner, fit_task
+    from fastmask.recipes.registry import override, resolve
+    from fastmask.runners.train import build_learner, fit_task
     r = override(resolve('top_cutmix_effnet_b3', quick=True, size=32, epochs=1, bs=16), arch='mobilenetv2_100')
     learn = build_learner(r, tiny_demo, 'all', num_workers=0)
     cb = [c for c in learn.cbs if isinstance(c, HalfCutMix)]

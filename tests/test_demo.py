@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 from fastmask import labels
-from fastmask.demo import PHOTO_STEMS, cache_root, demo_dir, make_demo, person_attrs
+from fastmask.io import cache_root
+from fastmask.sources.demo import PHOTO_STEMS, demo_dir, make_demo, person_attrs
 
 
 def _rows(p: Path) -> list[dict]:

@@ -9,13 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fastmask.distributed import is_distributed, launch_command, main_dir, rank0_run_dir, world_size
+from fastmask.callbacks.distributed import is_distributed, launch_command, main_dir, rank0_run_dir, world_size
 
 SCRIPT = r'''
 import json, sys
-import fastmask.distributed as D
-from fastmask.recipes import resolve
-from fastmask.train import run_recipe
+import fastmask.callbacks.distributed as D
+from fastmask.recipes.registry import resolve
+from fastmask.runners.run import run_recipe
 draws, orig = [], D.FastmaskDistributedDL.get_idxs
 def get_idxs(self):
     idxs = orig(self)
@@ -27,7 +27,7 @@ def get_idxs(self):
     return idxs
 D.FastmaskDistributedDL.get_idxs = get_idxs
 data, out, logdir = sys.argv[1:4]
-from fastmask.layout import open_data
+from fastmask.sources.open import open_data
 TRAIN = open_data(data).train.reset_index(drop=True)
 r = resolve('baseline_mobilenetv2', quick=True, size=32, epochs=1, bs=8, tasks=('mask',))
 run = run_recipe(r, data, out, num_workers=0)
@@ -85,12 +85,12 @@ def test_ddp_metrics_match_single_process_evaluation(two_process_run):
     "The gathered validation metrics equal a one-process evaluation of the saved model on the validation set."
     import torch
     from sklearn.metrics import f1_score
-    from fastmask.predict import _task_probs, load_task_model
+    from fastmask.inference.predict import model_probs, load_task_model
     d, (r0, _) = two_process_run
     run = Path(r0['run'])
     vf = pd.read_csv(run / 'valid_preds.csv')
     model, meta = load_task_model(run / 'model_mask.pth')
-    p = _task_probs(model, meta, vf['path'], 64, 0)
+    p = model_probs(model, meta, vf['path'], 64, 0)
     assert (p.argmax(1) == vf['pred_mask'].to_numpy()).all()
     log = pd.read_csv(run / 'metrics_mask.csv').iloc[-1]
     assert log['f1_score'] == pytest.approx(f1_score(vf['mask'], p.argmax(1), average='macro'), abs=1e-6)
@@ -99,7 +99,7 @@ def test_ddp_metrics_match_single_process_evaluation(two_process_run):
 
 
 def test_gpus_flag_relaunches_under_torchrun(monkeypatch):
-    import fastmask.distributed as D
+    import fastmask.callbacks.distributed as D
     calls = []
     monkeypatch.setattr(D, 'launch', lambda argv, n: calls.append((argv, n)) or 0)
     assert D.gpus_relaunch(None, ['recipe', 'x']) is None and D.gpus_relaunch(1, ['recipe', 'x']) is None

@@ -7,11 +7,12 @@ import pytest
 from typer.testing import CliRunner
 
 from fastmask.cli import app
-from fastmask.ensemble import EnsembleError, ensemble_runs, find_run
+from fastmask.runners.ensemble import EnsembleError, ensemble_runs
+from fastmask.runners.run import find_run
 from fastmask.io import read_json
-from fastmask.predict import predict_paths
-from fastmask.recipes import resolve
-from fastmask.train import run_recipe
+from fastmask.inference.predict import predict_paths
+from fastmask.recipes.registry import resolve
+from fastmask.runners.run import run_recipe
 
 TINY = dict(quick=True, size=32, epochs=1)
 
@@ -29,7 +30,7 @@ def test_average_is_mean_of_members(members, tiny_demo):
     a, b = (np.load(d / 'valid_probs.npy') for d in members)
     assert not np.allclose(a, b)
     np.testing.assert_allclose(vp, (a + b) / 2, rtol=1e-6)
-    from fastmask.layout import open_data
+    from fastmask.sources.open import open_data
     paths = open_data(tiny_demo).eval['path']
     pa, pb = (predict_paths(d, paths, num_workers=0) for d in members)
     np.testing.assert_allclose(ep, (pa + pb) / 2, rtol=1e-5, atol=1e-6)

@@ -9,22 +9,22 @@ pytest.importorskip('onnxruntime', reason="ONNX inference needs the 'onnx' extra
 from typer.testing import CliRunner  # noqa: E402
 
 from fastmask.cli import app  # noqa: E402
-from fastmask.export import (ATOL, ExportError, export_onnx, load_run_module, onnx_file,  # noqa: E402
+from fastmask.tools.export import (ATOL, ExportError, export_onnx, load_run_module, onnx_file,  # noqa: E402
                              onnx_predict_paths, torch_predict_paths)
-from fastmask.predict import predict_paths  # noqa: E402
+from fastmask.inference.predict import predict_paths  # noqa: E402
 
 
 @pytest.fixture(scope='module')
 def split_run(tiny_demo, tmp_path_factory):
     "A finished task-split run (mask, gender, age models) of one tiny epoch."
-    from fastmask.recipes import resolve
-    from fastmask.train import run_recipe
+    from fastmask.recipes.registry import resolve
+    from fastmask.runners.run import run_recipe
     r = resolve('baseline_mobilenetv2', quick=True, size=32, epochs=1, bs=16, tasks=('mask', 'gender', 'age'))
     return run_recipe(r, tiny_demo, tmp_path_factory.mktemp('exp'), num_workers=0)
 
 
 def test_run_module_combines_heads_like_predict(split_run, tiny_demo):
-    from fastmask.layout import open_data
+    from fastmask.sources.open import open_data
     module, meta = load_run_module(split_run)
     assert meta['tasks'] == ['age', 'gender', 'mask'] and meta['size'] == 32
     paths = open_data(tiny_demo).eval['path'][:10]
@@ -46,7 +46,7 @@ def test_export_matches_pytorch_and_cli_predicts(split_run, tiny_demo, tmp_path)
     res = CliRunner().invoke(app, ['predict', str(split_run), '--data', str(tiny_demo), '--onnx', '--tta',
                                    '--out', str(sub), '--workers', '0'])
     assert res.exit_code == 0, res.output
-    from fastmask.layout import open_data
+    from fastmask.sources.open import open_data
     eval_paths = open_data(tiny_demo).eval['path']
     tta = onnx_predict_paths(onnx_file(split_run), eval_paths, num_workers=0, tta=True)
     assert (pd.read_csv(sub)['ans'].to_numpy() == tta.argmax(1)).all()
@@ -55,9 +55,9 @@ def test_export_matches_pytorch_and_cli_predicts(split_run, tiny_demo, tmp_path)
 def test_tta_averages_flipped_predictions(split_run, tiny_demo):
     "predict --tta averages each head over the image and its mirror image; ONNX TTA averages the 18-class output."
     import torch
-    from fastmask.export import _batches
-    from fastmask.layout import open_data
-    from fastmask.predict import combine_tasks
+    from fastmask.tools.export import _batches
+    from fastmask.sources.open import open_data
+    from fastmask.inference.predict import combine_tasks
     module, meta = load_run_module(split_run)
     paths = open_data(tiny_demo).eval['path'][:8]
     heads = module.members[0]

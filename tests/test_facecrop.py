@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from fastmask.errors import MissingExtraError
-from fastmask.facecrop import FaceCropper, crop_paths, mtcnn_detector, run_preprocess, square_box
+from fastmask.runners.facecrop import FaceCropper, crop_paths, mtcnn_detector, run_preprocess, square_box
 from fastmask.io import read_json, write_json
 
 cv2 = pytest.importorskip('cv2', reason="face crops need opencv-python-headless (fastmask[facecrop])")
@@ -74,10 +74,10 @@ def test_run_preprocess_follows_the_run_config(blank, tmp_path):
 
 def test_facecrop_recipe_quick(tiny_demo, tmp_path):
     "The recipe (cascade only and one 18-class model, for speed) records counts and predicts through the crops."
-    from fastmask.layout import open_data
-    from fastmask.predict import _task_probs, load_task_model, predict_paths
-    from fastmask.recipes import resolve
-    from fastmask.train import run_recipe
+    from fastmask.sources.open import open_data
+    from fastmask.inference.predict import model_probs, load_task_model, predict_paths
+    from fastmask.recipes.registry import resolve
+    from fastmask.runners.run import run_recipe
     ov = dict(quick=True, size=32, epochs=1, arch='mobilenetv2_100', tasks=('all',),
               extras=(('preprocess', 'facecrop'), ('detectors', ('cascade',)), ('margin', 0.2)))
     run = run_recipe(resolve('facecrop_densenet121', **ov), tiny_demo, tmp_path / 'runs', num_workers=0, overrides=ov,
@@ -91,4 +91,4 @@ def test_facecrop_recipe_quick(tiny_demo, tmp_path):
     paths = list(src.eval['path'][:6])
     crops = crop_paths(paths, ('cascade',))[0]
     model, meta = load_task_model(run / 'model_all.pth')
-    np.testing.assert_allclose(predict_paths(run, paths, num_workers=0), _task_probs(model, meta, crops, 8, 0), atol=1e-5)
+    np.testing.assert_allclose(predict_paths(run, paths, num_workers=0), model_probs(model, meta, crops, 8, 0), atol=1e-5)

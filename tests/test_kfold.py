@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 
 from fastmask.errors import FastmaskError, LayoutError
-from fastmask.kfold import as_kfold, fold_dirs, person_folds
-from fastmask.recipes import resolve
+from fastmask.runners.kfold import as_kfold, fold_dirs, person_folds
+from fastmask.recipes.registry import resolve
 
 
 def _people(n=240, seed=0):
@@ -54,8 +54,9 @@ def test_as_kfold_wraps_train_recipes_only():
 
 def test_kfold_run_writes_oof_and_votes_folds(tiny_demo, tmp_path):
     from fastmask.io import read_json
-    from fastmask.layout import open_data
-    from fastmask.predict import macro_f1, predict_paths, soft_vote
+    from fastmask.sources.open import open_data
+    from fastmask.inference.scoring import macro_f1
+    from fastmask.inference.predict import predict_paths, soft_vote
     from typer.testing import CliRunner
     from fastmask.cli import app
     args = ['recipe', 'baseline_mobilenetv2', '--quick', '--size', '32', '--epochs', '1', '--bs', '16', '--folds', '2',

@@ -1,9 +1,9 @@
 """Known label-noise fixes: the right people change, labels follow, others stay; the check reports them as notices."""
 import pandas as pd
 
-from fastmask.labelfix import GENDER_FLIPPED, MASK_SWAPPED, apply_fixes, noise_reason, noisy_people
+from fastmask.sources.labelfix import GENDER_FLIPPED, MASK_SWAPPED, apply_fixes, noise_reason, noisy_people
 from fastmask.labels import encode
-from fastmask.layout import add_labels
+from fastmask.sources.competition import add_labels
 
 
 def _people(ids, gender=0, age=35):

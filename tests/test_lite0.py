@@ -3,7 +3,7 @@ import pytest
 import timm
 import torch
 
-from fastmask import lite0
+from fastmask.models import lite0
 from fastmask.errors import WeightsError
 
 
@@ -22,10 +22,10 @@ def test_conversion_checks_shapes():
 
 
 def test_without_the_package_pretrained_falls_back_to_the_hub_error(monkeypatch):
-    from fastmask.models import create_model
-    from fastmask.recipes import get_recipe, quick
+    from fastmask.models.backbones import create_model
+    from fastmask.recipes.registry import get_recipe, quick
     monkeypatch.setattr(lite0, 'package_checkpoint', lambda: None)
-    monkeypatch.setattr('fastmask.models._hub_cached', lambda arch: False)
+    monkeypatch.setattr('fastmask.models.backbones._hub_cached', lambda arch: False)
     monkeypatch.setenv('HF_HUB_OFFLINE', '1')
     monkeypatch.delenv('FASTMASK_WEIGHTS', raising=False)
     assert lite0.offline_weights(lite0.ARCH) is None and not lite0.available()
@@ -34,7 +34,7 @@ def test_without_the_package_pretrained_falls_back_to_the_hub_error(monkeypatch)
 
 
 def test_recipes():
-    from fastmask.recipes import get_recipe
+    from fastmask.recipes.registry import get_recipe
     b, s = get_recipe('baseline_effnet_lite0'), get_recipe('split_effnet_lite0')
     assert b.arch == s.arch == lite0.ARCH and b.pretrained and s.pretrained
     assert b.tasks == ('all',) and s.tasks == ('mask', 'gender', 'age')
@@ -50,7 +50,7 @@ def converted():
 
 
 def test_converted_once_into_the_cache(converted):
-    from fastmask.demo import cache_root
+    from fastmask.io import cache_root
     assert converted == cache_root() / 'weights' / f'{lite0.ARCH}.safetensors' and converted.is_file()
     stamp = converted.stat().st_mtime_ns
     assert lite0.lite0_weights() == converted and converted.stat().st_mtime_ns == stamp
@@ -63,8 +63,8 @@ def test_converted_once_into_the_cache(converted):
 
 def test_create_model_finds_them_and_replaces_the_head(converted, monkeypatch):
     from safetensors.torch import load_file
-    from fastmask.models import create_model
-    from fastmask.recipes import get_recipe, quick
+    from fastmask.models.backbones import create_model
+    from fastmask.recipes.registry import get_recipe, quick
     monkeypatch.delenv('FASTMASK_WEIGHTS', raising=False)
     sd = load_file(str(converted))
     m = create_model(lite0.ARCH, 3, pretrained=True).state_dict()
@@ -75,7 +75,7 @@ def test_create_model_finds_them_and_replaces_the_head(converted, monkeypatch):
 
 @pytest.fixture(scope='module')
 def imagenet_model(converted):
-    from fastmask.models import create_model
+    from fastmask.models.backbones import create_model
     m = create_model(lite0.ARCH, 1000, pretrained=True).eval()
     cfg = timm.data.resolve_data_config({}, model=m)          # the preprocessing timm declares, not guessed
     return m, timm.data.create_transform(**cfg), cfg
@@ -106,8 +106,8 @@ def test_tf_padding_variant_reproduces_the_reference_model(imagenet_model):
 
 def test_quick_recipe_runs_from_offline_weights(converted, tiny_demo, tmp_path):
     from fastmask.io import read_json
-    from fastmask.recipes import resolve
-    from fastmask.train import run_recipe
+    from fastmask.recipes.registry import resolve
+    from fastmask.runners.run import run_recipe
     r = resolve('baseline_effnet_lite0', quick=True, size=32, epochs=1)
     assert r.pretrained
     run = run_recipe(r, tiny_demo, out=tmp_path, num_workers=0)

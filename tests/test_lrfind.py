@@ -5,10 +5,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from fastmask.cli import app
-from fastmask.lrfind import find_lr, plot_lr_find
+from fastmask.tools.lrfind import find_lr, plot_lr_find
 from fastmask.plots import save_figure
-from fastmask.recipes import resolve
-from fastmask.train import build_learner
+from fastmask.recipes.registry import resolve
+from fastmask.runners.train import build_learner
 
 
 class Spy(Callback):

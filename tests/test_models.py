@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import save_file
 
 from fastmask.errors import WeightsError
-from fastmask.models import create_model, local_weights, offline_available
+from fastmask.models.backbones import create_model, local_weights, offline_available
 
 ARCH = 'mobilenetv2_050'   # small, 1000-class checkpoints are 8 MB
 
@@ -73,7 +73,7 @@ def test_missing_file(tmp_path):
 def test_offline_without_weights_fails_fast_with_advice(monkeypatch, tmp_path):
     monkeypatch.setenv('HF_HUB_OFFLINE', '1')
     monkeypatch.setenv('FASTMASK_WEIGHTS', str(tmp_path))   # empty folder
-    monkeypatch.setattr('fastmask.models._hub_cached', lambda arch: False)   # as if nothing were cached
+    monkeypatch.setattr('fastmask.models.backbones._hub_cached', lambda arch: False)   # as if nothing were cached
     t = time.time()
     with pytest.raises(WeightsError) as e: create_model(ARCH, 3, pretrained=True)
     assert time.time() - t < 10
@@ -81,7 +81,7 @@ def test_offline_without_weights_fails_fast_with_advice(monkeypatch, tmp_path):
 
 
 def test_quick_keeps_pretrained_only_when_weights_are_offline(tmp_path, monkeypatch):
-    from fastmask.recipes import get_recipe, quick
+    from fastmask.recipes.registry import get_recipe, quick
     r = get_recipe('baseline_mobilenetv2')
     monkeypatch.delenv('FASTMASK_WEIGHTS', raising=False)
     assert r.pretrained and not quick(r).pretrained

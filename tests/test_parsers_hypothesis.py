@@ -67,7 +67,7 @@ csv_text = st.one_of(st.text(max_size=200),
 @SETTINGS
 @given(csv_text)
 def test_truth_reader_total(tmp_path, text):
-    from fastmask.layout import read_truth
+    from fastmask.sources.competition import read_truth
     f = tmp_path / 'truth.csv'
     f.write_text(text, encoding='utf-8')
     try: df = read_truth(f)
@@ -85,10 +85,9 @@ labels_text = st.lists(st.tuples(st.sampled_from(['a.jpg', 'missing.jpg', '', '.
 @SETTINGS
 @given(st.one_of(labels_text, st.text(max_size=120)))
 def test_labels_csv_reader_and_check_total(tmp_path, text):
-    pytest.importorskip('fastmask.csvdata')
     from PIL import Image
-    from fastmask.check import check_data
-    from fastmask.csvdata import read_labels_csv
+    from fastmask.sources.check import check_data
+    from fastmask.sources.labelled import read_labels_csv
     if not (tmp_path / 'a.jpg').exists(): Image.new('RGB', (8, 8)).save(tmp_path / 'a.jpg')
     f = tmp_path / 'labels.csv'
     f.write_text(text, encoding='utf-8')

@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from fastmask.cli import app
 from fastmask.errors import FastmaskError
-from fastmask.layout import open_data
+from fastmask.sources.open import open_data
 from fastmask.plots import report, task_truth_preds, top_losses
 
 

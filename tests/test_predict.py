@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 
 from fastmask.labels import encode
-from fastmask.predict import combine_tasks, score_files, scores, soft_vote, write_submission
+from fastmask.inference.predict import combine_tasks, soft_vote, write_submission
+from fastmask.inference.scoring import score_files, scores
 
 
 def softmax(x):

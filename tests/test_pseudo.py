@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from fastmask.errors import FastmaskError
-from fastmask.pseudo import pseudo_rows, select_pseudo, with_pseudo
+from fastmask.runners.pseudo import pseudo_rows, select_pseudo, with_pseudo
 
 
 def _eval(n=50, seed=0):
@@ -27,7 +27,7 @@ def test_threshold_is_respected(thr):
 
 @pytest.mark.parametrize('cut', [31, 58, 60])
 def test_pseudo_rows_keep_their_class_under_the_age_curve(cut):
-    from fastmask.data import TaskLabel
+    from fastmask.data.block import TaskLabel
     sel = pd.DataFrame({'ImageID': [f'e{c}' for c in range(18)], 'path': [f'/x/e{c}' for c in range(18)],
                         'label': np.arange(18)})
     rows = pseudo_rows(sel, cut)
@@ -36,8 +36,8 @@ def test_pseudo_rows_keep_their_class_under_the_age_curve(cut):
 
 
 def test_with_pseudo_adds_training_rows_only(tiny_demo):
-    from fastmask.data import person_split
-    from fastmask.layout import open_data
+    from fastmask.data.block import person_split
+    from fastmask.sources.open import open_data
     src = open_data(tiny_demo)
     splits = person_split(src.train, 0.25, 1)
     df, probs = _eval(len(src.eval))
@@ -51,9 +51,9 @@ def test_with_pseudo_adds_training_rows_only(tiny_demo):
 
 def test_pseudo_run_keeps_eval_out_of_validation(tiny_demo, tmp_path):
     from fastmask.io import read_json
-    from fastmask.layout import open_data
-    from fastmask.recipes import override, resolve
-    from fastmask.train import run_recipe
+    from fastmask.sources.open import open_data
+    from fastmask.recipes.registry import override, resolve
+    from fastmask.runners.run import run_recipe
     r = override(resolve('top_pseudo_effnet_b0', quick=True, size=32, epochs=1, bs=16, tasks=('all',)),
                  arch='mobilenetv2_100', extras=(('pseudo_threshold', 0.05),))   # 0.05 < 1/18: keeps every image
     run = run_recipe(r, tiny_demo, tmp_path, num_workers=0)

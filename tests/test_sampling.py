@@ -5,7 +5,7 @@ import torch
 from fastai.callback.data import WeightedDL
 
 from fastmask.errors import RecipeError
-from fastmask.sampling import class_weighted_loss, class_weights, sample_weights
+from fastmask.data.sampling import class_weighted_loss, class_weights, sample_weights
 
 
 def test_sample_weights_draw_every_class_equally():
@@ -27,10 +27,10 @@ def test_class_weights_inverse_frequency():
 
 
 def test_weighted_recipe_options_on_a_learner(tiny_demo, tmp_path):
-    from fastmask.data import BalancedMaskDL
-    from fastmask.recipes import override, resolve
-    from fastmask.sampling import train_labels
-    from fastmask.train import build_learner, fit_task
+    from fastmask.data.block import BalancedMaskDL
+    from fastmask.recipes.registry import override, resolve
+    from fastmask.data.sampling import train_labels
+    from fastmask.runners.train import build_learner, fit_task
     r = override(resolve('baseline_mobilenetv2', quick=True, size=32, epochs=1, bs=16, tasks=('all',)), age_cut=40,
                  extras=(('sampler', 'weighted'), ('class_weights', True)))
     learn = build_learner(r, tiny_demo, 'all', num_workers=0)

@@ -4,8 +4,8 @@ import pandas as pd
 from PIL import Image
 
 from fastmask.labels import age_group
-from fastmask.layout import read_train
-from fastmask.stats import data_counts, data_stats, plot_stats
+from fastmask.sources.competition import read_train
+from fastmask.sources.stats import data_counts, data_stats, plot_stats
 
 
 def test_counts_match_labels(tiny_demo):

@@ -12,7 +12,7 @@ from fastai.learner import Learner
 from fastai.metrics import F1Score, accuracy
 from fastai.torch_core import set_seed
 
-from fastmask.swa import SWACallback
+from fastmask.callbacks.swa import SWACallback
 
 
 class Snapshots(Callback):

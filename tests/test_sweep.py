@@ -2,7 +2,7 @@
 import pandas as pd
 import pytest
 
-from fastmask.sweep import plot_sweep, sweep_table
+from fastmask.runners.sweep import plot_sweep, sweep_table
 
 
 def test_sweep_table_and_plot(tmp_path):
@@ -15,9 +15,9 @@ def test_sweep_table_and_plot(tmp_path):
 def test_sweep_runs_each_cut_on_true_labels(tiny_demo, tmp_path):
     import torch
     from fastmask.io import read_json
-    from fastmask.layout import open_data
-    from fastmask.recipes import override, resolve
-    from fastmask.train import run_recipe
+    from fastmask.sources.open import open_data
+    from fastmask.recipes.registry import override, resolve
+    from fastmask.runners.run import run_recipe
     r = override(resolve('sweep_age_cut', quick=True, size=32, epochs=1, bs=16), arch='mobilenetv2_100',
                  extras=(('age_cuts', (40, 60)),))
     run = run_recipe(r, tiny_demo, tmp_path, num_workers=0)

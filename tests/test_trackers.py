@@ -6,9 +6,9 @@ from typer.testing import CliRunner
 
 from fastmask.cli import app
 from fastmask.errors import FastmaskError, MissingExtraError
-from fastmask.recipes import resolve
-from fastmask.trackers import check_tracker, flatten, tracker_callbacks, tracking
-from fastmask.train import run_recipe
+from fastmask.recipes.registry import resolve
+from fastmask.callbacks.trackers import check_tracker, flatten, tracker_callbacks, tracking
+from fastmask.runners.run import run_recipe
 
 
 def _events(path):

@@ -1,0 +1,30 @@
+"""Transfer-learning callbacks: body BatchNorm kept in eval mode (running statistics frozen while weights train).
+
+Why (measured on real faces with EfficientNet-Lite0 ImageNet weights, `benchmarks/transfer.py`): face batches
+have 0.4-0.9x the running (ImageNet) standard deviation at the BatchNorm layers and some channels have running
+variance 0, so batch statistics differ from the running ones the pretrained weights were fitted with; the
+mismatch compounds over the network's ~50 BatchNorm layers. Training in batch-statistics mode then moves every
+feature at once (train-mode features have cosine similarity ~0.26 to eval-mode ones), the head fitted before
+unfreezing no longer fits, and validation F1 drops below a frozen linear probe's. With the running statistics
+frozen the pretrained features change only as fast as the small body learning rate moves the weights.
+"""
+from __future__ import annotations
+
+from fastai.callback.core import Callback, TrainEvalCallback
+from torch import nn
+
+from fastmask.models.backbones import body_modules
+
+__all__ = ['FrozenBN', 'BN_MODES']
+
+#: body BatchNorm handling: batch statistics in training ('train', the usual), or running statistics kept ('frozen')
+BN_MODES = ('train', 'frozen')
+
+
+class FrozenBN(Callback):
+    "Keep the body's BatchNorm layers in eval mode while training: running statistics stay, weights still train."
+    order = TrainEvalCallback.order + 1  # right after fastai puts the model in train mode
+
+    def before_train(self):
+        for m in body_modules(self.learn.model):
+            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)): m.eval()

@@ -1,0 +1,116 @@
+"""Predict from a run folder: task models combined into 18 classes, soft voting, submissions.
+
+What a run kind adds to prediction (k-fold folders, face crops, an external age head) comes from its prediction
+hooks in `fastmask.runners.registry`, looked up by the kind in the run folder's `config.json`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from fastai.torch_core import default_device
+
+from fastmask.data.block import infer_dl
+from fastmask.errors import FastmaskError
+from fastmask.io import read_json, write_csv
+from fastmask.labels import N_CLASSES
+from fastmask.models.backbones import create_model
+from fastmask.progress import progress
+from fastmask.settings import autocast_ctx, inference_model
+from fastmask.runners.registry import get_hook
+
+__all__ = ['combine_tasks', 'split_tasks', 'as_18class', 'load_task_model', 'run_models', 'run_kind', 'task_probs', 'model_probs', 'predict_paths',
+           'soft_vote', 'write_submission']
+
+
+def combine_tasks(p_mask, p_gender, p_age) -> np.ndarray:
+    "18-class probabilities as the outer product of the mask, gender and age heads' probabilities."
+    p = np.einsum('nm,ng,na->nmga', np.asarray(p_mask), np.asarray(p_gender), np.asarray(p_age))
+    return p.reshape(len(p), N_CLASSES)
+
+
+def split_tasks(p18) -> dict[str, np.ndarray]:
+    "Mask, gender and age probabilities of 18-class probabilities (marginals; class = mask*6 + gender*3 + age)."
+    p = np.asarray(p18).reshape(-1, 3, 2, 3)
+    return dict(mask=p.sum((2, 3)), gender=p.sum((1, 3)), age=p.sum((1, 2)))
+
+
+def as_18class(probs: dict) -> np.ndarray | None:
+    "18-class probabilities from task heads: the 'all' head, else mask x gender x age; None without them."
+    if 'all' in probs: return probs['all']
+    if all(t in probs for t in ('mask', 'gender', 'age')): return combine_tasks(probs['mask'], probs['gender'], probs['age'])
+    return None
+
+
+def soft_vote(probs: list[np.ndarray]) -> np.ndarray:
+    "Unweighted mean of members' 18-class probabilities."
+    if not probs: raise ValueError('soft voting needs at least one member')
+    shapes = {p.shape for p in probs}
+    if len(shapes) != 1: raise ValueError(f'members disagree on shape: {sorted(shapes)}')
+    return np.mean(np.stack(probs), 0)
+
+
+def run_models(run_dir) -> dict[str, Path]:
+    "The task model files of a run folder, by task."
+    run_dir = Path(run_dir)
+    models = {p.stem[len('model_'):]: p for p in sorted(run_dir.glob('model_*.pth'))}
+    if not models: raise FastmaskError(f'{run_dir}: no model_*.pth files (not a finished run folder?)')
+    return models
+
+
+def run_kind(run_dir) -> str:
+    "The runner kind recorded in a run folder's config.json ('train' when there is none)."
+    cfg = Path(run_dir) / 'config.json'
+    return read_json(cfg).get('recipe', {}).get('kind', 'train') if cfg.is_file() else 'train'
+
+
+def load_task_model(path):
+    "A task model and its metadata from a `model_{task}.pth` file."
+    ck = torch.load(path, map_location='cpu', weights_only=False)
+    model = create_model(ck['arch'], ck['n_out'], pretrained=False, head=ck.get('head', 'linear'))
+    model.load_state_dict(ck['state_dict'])
+    return model.eval(), ck
+
+
+@torch.no_grad()
+def model_probs(model, meta, paths, bs, num_workers, tta: bool = False) -> np.ndarray:
+    "Softmax probabilities of one task model over image paths (validation transforms)."
+    dev = default_device()
+    model = inference_model(model, dev)  # channels-last / compile per the speed settings
+    dl = infer_dl(paths, meta['size'], meta['crop'], bs=bs, num_workers=num_workers, device=dev,
+                  stats=meta.get('stats'))
+    out = []
+    for (xb,) in progress(dl, len(dl), f"predict {meta.get('task', '')}"):  # a bar in a terminal only
+        with autocast_ctx(dev):
+            p = model(xb).float().softmax(-1)
+            if tta: p = (p + model(xb.flip(-1)).float().softmax(-1)) / 2
+        out.append(p.cpu())
+    return torch.cat(out).numpy()
+
+
+def task_probs(run_dir, paths, bs: int = 64, num_workers: int | None = None, tta: bool = False) -> dict[str, np.ndarray]:
+    "Probabilities of every task head of a finished run folder on image paths, by task ('all', 'mask', ...)."
+    paths = list(map(str, paths))
+    kind = run_kind(run_dir)
+    if (pred := get_hook(kind, 'predict')) is not None:  # e.g. k-fold: soft vote of the fold folders
+        return pred(run_dir, paths, bs=bs, num_workers=num_workers, tta=tta)
+    models = run_models(run_dir)
+    seen = pre(run_dir, paths) if (pre := get_hook(kind, 'preprocess')) else paths   # e.g. face crops
+    probs = {t: model_probs(*load_task_model(p), seen, bs, num_workers, tta) for t, p in models.items()}
+    if (heads := get_hook(kind, 'heads')) is not None: probs.update(heads(run_dir, paths, probs))
+    return probs
+
+
+def predict_paths(run_dir, paths, bs: int = 64, num_workers: int | None = None, tta: bool = False) -> np.ndarray:
+    "18-class probabilities of a finished run on image paths."
+    probs = task_probs(run_dir, paths, bs, num_workers, tta)
+    if (p18 := as_18class(probs)) is not None: return p18
+    raise FastmaskError(f"{run_dir}: has models for {', '.join(probs)} only; 18-class predictions need all three tasks")
+
+
+def write_submission(path, eval_df: pd.DataFrame, probs: np.ndarray) -> Path:
+    "Write `ImageID,ans` in info.csv order."
+    if len(eval_df) != len(probs): raise ValueError(f'{len(probs)} predictions for {len(eval_df)} eval images')
+    return write_csv(path, pd.DataFrame({'ImageID': eval_df['ImageID'].to_numpy(), 'ans': np.asarray(probs).argmax(1)}))

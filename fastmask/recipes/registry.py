@@ -1,0 +1,176 @@
+"""Every experiment as a named, frozen recipe in a plain registry (timm's `register_model` idea)."""
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import asdict, dataclass, fields, replace
+
+from fastmask.errors import RecipeError
+from fastmask.labels import DEFAULT_AGE_CUT
+from fastmask.models.backbones import offline_available
+
+__all__ = ['Recipe', 'RECIPES', 'register', 'get_recipe', 'list_recipes', 'quick', 'override', 'resolve', 'QUICK',
+           'parse_set', 'LEGACY']
+
+SPLIT_TASKS = ('mask', 'gender', 'age')
+
+
+@dataclass(frozen=True)
+class Recipe:
+    "A complete, rerunnable experiment: data handling, model, loss, optimizer, schedule and callbacks."
+    name: str
+    description: str
+    kind: str = 'train'                   # runner: 'train' or another registered runner (ensemble, comparison, ...)
+    arch: str = 'mobilenetv2_100'
+    tasks: tuple = ('all',)               # ('all',) one 18-class model; ('mask', 'gender', 'age') task-split
+    pretrained: bool = True
+    size: int = 224
+    crop: float = 350 / 384
+    bs: int = 64
+    epochs: int = 10
+    lr: float = 1e-3
+    schedule: str = 'one_cycle'           # 'one_cycle' or 'constant'
+    opt: str = 'adam'
+    wd: float = 0.0
+    loss: str = 'ce'
+    loss_params: tuple = ()               # ((name, value), ...) passed to the loss factory
+    age_cut: int = DEFAULT_AGE_CUT        # training labels of the age (or 18-class) model
+    balanced_mask: bool = True            # balanced 1:1:1 sampler for the mask task
+    patience: int | None = None           # early stopping patience (epochs)
+    monitor: str = 'f1'                   # 'f1' (macro F1, higher is better) or 'valid_loss'
+    swa_start: int | None = None          # first epoch (0-based) averaged by SWA
+    swa_lr: float | None = None           # constant learning rate during SWA (default: lr)
+    valid_pct: float = 0.15
+    split_seed: int = 156
+    seed: int = 42
+    members: tuple = ()                   # member recipe names of an ensemble or comparison
+    task_overrides: tuple = ()            # ((task, ((field, value), ...)), ...) per-task changes
+    report: str = ''                      # the report's figure for this experiment
+    extras: tuple = ()                    # ((name, value), ...) options of specialised runners
+    # --- speed (recorded in config.json; `auto` resolves per device, see fastmask.settings) -----------------------
+    precision: str = 'auto'               # auto | fp32 | bf16 | fp16
+    channels_last: bool | None = None     # None: where `auto` precision is mixed (CUDA, a bf16-native CPU)
+    # --- transfer learning ---------------------------------------------------------------------------------------
+    norm: str = 'pretrained'              # 'pretrained': the backbone's own mean/std (timm's pretrained_cfg); 'report'
+    head: str = 'linear'                  # 'linear' (timm's classifier, the report's) or 'fastai' (fastai's head)
+    bn: str = 'train'                     # body BatchNorm: 'train' (batch statistics) or 'frozen' (running statistics kept)
+    freeze_epochs: int = 0                # fine_tune: epochs with the body frozen before `epochs` unfrozen ones
+    lr_mult: float = 100.0                # fine_tune: the body's lr is lr / lr_mult (discriminative rates)
+    head_init: str = ''                   # 'probe': start the head from a linear probe fitted on frozen features
+    drop_rate: float = 0.0                # dropout before the classifier (timm)
+    drop_path_rate: float = 0.0           # stochastic depth (timm)
+    # --- augmentation and regularisation beyond the report's transforms --------------------------------------------
+    rrc_scale: float = 1.0                # random resized crop: smallest area kept (1.0 = off)
+    cutout: float = 0.0                   # probability of a random erasing per image (0 = off)
+    mixup: float = 0.0                    # MixUp alpha (0 = off)
+
+    def for_task(self, task: str) -> 'Recipe':
+        "The recipe as seen by one task model (applies `task_overrides`)."
+        for t, changes in self.task_overrides:
+            if t == task: return replace(self, **dict(changes))
+        return self
+
+    def option(self, name: str, default=None):
+        "A specialised runner's option from `extras`."
+        return dict(self.extras).get(name, default)
+
+    def to_dict(self) -> dict:
+        "A JSON-friendly dict of every field."
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> 'Recipe':
+        "Rebuild a recipe from `to_dict` output (lists back to tuples); fields older run folders lack get their old values."
+        names = {f.name for f in fields(cls)}
+        tup = lambda v: tuple(tup(x) for x in v) if isinstance(v, list) else v
+        return cls(**{**LEGACY, **{k: tup(v) for k, v in d.items() if k in names}})
+
+
+RECIPES: dict[str, Recipe] = {}
+
+#: what a recipe field meant before it existed (run folders written by fastmask 0.1 normalised with the report's stats)
+LEGACY = dict(norm='report')
+
+#: what `--quick` changes: a CPU smoke run
+QUICK = dict(size=64, epochs=5, bs=32, pretrained=False, lr=1e-2)
+
+
+def register(recipe: Recipe) -> Recipe:
+    "Add a recipe to the registry (names are unique)."
+    if recipe.name in RECIPES: raise ValueError(f'recipe {recipe.name} registered twice')
+    RECIPES[recipe.name] = recipe
+    return recipe
+
+
+def get_recipe(name: str) -> Recipe:
+    "The recipe called `name`, or a one-line RecipeError listing close names."
+    if name not in RECIPES:
+        close = [n for n in RECIPES if n.split('_')[0] == name.split('_')[0]][:5]
+        hint = f" (did you mean {', '.join(close)}?)" if close else " (see 'fastmask recipes')"
+        raise RecipeError(f"unknown recipe '{name}'{hint}")
+    return RECIPES[name]
+
+
+def list_recipes(pattern: str = '*') -> list[Recipe]:
+    "Recipes whose name matches a shell pattern, in registration order."
+    return [r for n, r in RECIPES.items() if fnmatch.fnmatchcase(n, pattern)]
+
+
+def override(recipe: Recipe, **changes) -> Recipe:
+    "The recipe with command-line changes (None means unchanged); unknown fields are a RecipeError."
+    changes = {k: v for k, v in changes.items() if v is not None}
+    names = {f.name for f in fields(Recipe)}
+    bad = [k for k in changes if k not in names]
+    if bad: raise RecipeError(f"unknown recipe option(s) {', '.join(bad)}")
+    return replace(recipe, **changes)
+
+
+def parse_set(item: str) -> tuple[str, object]:
+    "`FIELD=VALUE` (`--set`) as a recipe field and a value of the field's type; a one-line RecipeError otherwise."
+    key, sep, text = item.partition('=')
+    key = key.strip().replace('-', '_')
+    types = {f.name: f.type for f in fields(Recipe)}
+    if not sep or key not in types:
+        raise RecipeError(f"--set {item}: expected FIELD=VALUE with a recipe field (e.g. bn=frozen, wd=0.05)")
+    kind, text = str(types[key]), text.strip()
+    try:
+        if kind.startswith('bool'):
+            if text.lower() in ('none', '') and 'None' in kind: return key, None
+            if text.lower() not in ('true', 'false', '1', '0', 'yes', 'no'): raise ValueError(text)
+            return key, text.lower() in ('true', '1', 'yes')
+        if text.lower() == 'none' and 'None' in kind: return key, None
+        if kind.startswith('int'): return key, int(text)
+        if kind.startswith('float'): return key, float(text)
+        if kind.startswith('tuple'): return key, tuple(_scalar(x) for x in text.split(',') if x.strip())
+        return key, text
+    except ValueError: raise RecipeError(f"--set {item}: '{text}' is not a valid {kind.split(' ')[0]} for {key}") from None
+
+
+def _scalar(text: str):
+    "A number where the text is one, else the stripped text."
+    text = text.strip()
+    for f in (int, float):
+        try: return f(text)
+        except ValueError: pass
+    return text
+
+
+def quick(recipe: Recipe) -> Recipe:
+    "The recipe shrunk to a CPU smoke run (64 px images, five epochs, no SWA warm-up wait; pretrained only if offline)."
+    changes = dict(QUICK)
+    if recipe.pretrained and offline_available(recipe.arch): changes.pop('pretrained')  # weights need no network
+    if recipe.schedule == 'constant': changes.pop('lr')  # a fixed-lr study (optimizers) keeps its own rates
+    if recipe.head_init or recipe.freeze_epochs: changes.pop('lr')  # transfer recipes keep their (small) rates
+    if recipe.epochs == 0: changes.pop('epochs')                      # a linear probe trains no epoch
+    if recipe.swa_start is not None: changes['swa_start'] = changes['epochs'] - 2   # average the last two epochs
+    if recipe.patience is not None: changes['patience'] = 2
+    return replace(recipe, **changes)
+
+
+def resolve(name: str | Recipe, quick: bool = False, **changes) -> Recipe:
+    "A recipe by name with `--quick` and command-line overrides applied (how runners derive member recipes)."
+    r = get_recipe(name) if isinstance(name, str) else name
+    r = override(globals()['quick'](r) if quick else r, **changes)
+    if quick and r.swa_start is not None and r.swa_start >= r.epochs:  # --quick --epochs N: still average the tail
+        r = replace(r, swa_start=max(0, r.epochs - 2))
+    return r
+

@@ -1,0 +1,200 @@
+"""Run a recipe: build each task's Learner, fit it, and write the run folder."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from fastai.callback.mixup import MixUp
+from fastai.callback.progress import CSVLogger
+from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
+from fastai.learner import Learner
+from fastai.metrics import F1Score, accuracy
+from fastai.torch_core import set_seed
+
+from fastmask.callbacks.checkpoint import CheckpointCallback, checkpoint_path, load_finished
+from fastmask.callbacks.cutmix import apply_cutmix
+from fastmask.callbacks.distributed import distrib_fit
+from fastmask.callbacks.speed import accelerate
+from fastmask.callbacks.swa import SWACallback
+from fastmask.callbacks.trackers import tracker_callbacks
+from fastmask.callbacks.transfer import BN_MODES, FrozenBN
+from fastmask.data.augment import REPORT_MEAN, REPORT_STD
+from fastmask.data.block import person_split, task_dls, task_labels
+from fastmask.data.sampling import apply_sampling
+from fastmask.errors import RecipeError
+from fastmask.inference.predict import combine_tasks, predict_paths, write_submission
+from fastmask.inference.scoring import score_eval, scores
+from fastmask.io import save_npy, save_torch, write_csv
+from fastmask.labels import task_names
+from fastmask.losses import get_loss
+from fastmask.models.backbones import Prelogits, body_head, create_model, pretrained_stats
+from fastmask.models.probe import feature_key, features, fit_head, set_head
+from fastmask.optim import get_opt
+from fastmask.progress import learner_bars
+from fastmask.recipes.registry import Recipe, resolve
+from fastmask.runners.registry import register_runner
+from fastmask.runs import epochs_logged
+from fastmask.sources.datasource import DataSource
+from fastmask.sources.open import as_source
+
+__all__ = ['learner', 'build_learner', 'learner_stats', 'task_callbacks', 'fit_task', 'probe_head', 'run_train', 'metric_name',
+           'valid_frame']
+
+
+def metric_name(monitor: str) -> tuple[str, Callable]:
+    "fastai's recorder name and comparison for a recipe's `monitor`."
+    if monitor == 'f1': return 'f1_score', np.greater
+    if monitor == 'valid_loss': return 'valid_loss', np.less
+    raise RecipeError(f"unknown monitor '{monitor}' (f1 or valid_loss)")
+
+
+def learner_stats(r: Recipe) -> tuple[tuple, tuple]:
+    "The normalisation (mean, std) of a recipe: the backbone's pretrained statistics, or the report's."
+    if r.norm == 'pretrained': return pretrained_stats(r.arch)
+    if r.norm == 'report': return REPORT_MEAN, REPORT_STD
+    raise RecipeError(f"unknown norm '{r.norm}' (pretrained or report)")
+
+
+def build_learner(recipe: Recipe, data, task: str | None = None, weights=None, splits=None, cbs=(),
+                  num_workers: int | None = None) -> Learner:
+    "The fastai Learner of one task of `recipe` on `data`, untrained (so `lr_find` works)."
+    src = as_source(data)
+    task = task or recipe.tasks[0]
+    if task not in src.tasks: raise RecipeError(f"the data has no labels for task '{task}' (it has {', '.join(src.tasks)})")
+    r = recipe.for_task(task)
+    if r.bn not in BN_MODES: raise RecipeError(f"unknown bn '{r.bn}' (one of {', '.join(BN_MODES)})")
+    set_seed(r.seed, reproducible=True)
+    stats = learner_stats(r)
+    dls = task_dls(src.train, task, size=r.size, bs=r.bs, age_cut=r.age_cut, valid_pct=r.valid_pct,
+                   split_seed=r.split_seed, balanced=(task == 'mask' and r.balanced_mask), seed=r.seed, crop=r.crop,
+                   num_workers=num_workers, splits=splits, stats=stats, rrc_scale=r.rrc_scale, cutout=r.cutout)
+    n = len(task_names(task))
+    timm_kw = {k: v for k, v in dict(drop_rate=r.drop_rate, drop_path_rate=r.drop_path_rate).items() if v}
+    model = create_model(r.arch, n, pretrained=r.pretrained, weights=weights, head=r.head, **timm_kw)
+    extra = ([FrozenBN()] if r.bn == 'frozen' else []) + ([MixUp(r.mixup)] if r.mixup else [])
+    learn = Learner(dls, model, loss_func=get_loss(r.loss, n, **dict(r.loss_params)), opt_func=get_opt(r.opt),
+                    metrics=[F1Score(average='macro'), accuracy], wd=r.wd, cbs=list(cbs) + extra, splitter=body_head,
+                    train_bn=(r.bn == 'train'))
+    learn.recipe, learn.task, learn.stats, learn.weights = r, task, stats, weights
+    apply_cutmix(apply_sampling(learn))
+    accelerate(learn, precision=r.precision, channels_last=r.channels_last)  # bf16 + channels-last where they pay
+    return learn
+
+
+def learner(name: str | Recipe = 'baseline_mobilenetv2', data='demo', task: str | None = None, quick: bool = False,
+            weights=None, **overrides) -> Learner:
+    "Python API: the recipe's Learner on `data` without training, e.g. for `learn.lr_find()`."
+    return build_learner(resolve(name, quick=quick, **overrides), data, task, weights=weights)
+
+
+def task_callbacks(r: Recipe, task: str, run_dir: Path, append: bool = False) -> list:
+    "Callbacks of one task's fit: CSV log, early stopping, best-by-metric checkpoint or SWA."
+    name, comp = metric_name(r.monitor)
+    cbs = [CSVLogger(fname=str(run_dir / f'metrics_{task}.csv'), append=append)]
+    if r.patience is not None: cbs.append(EarlyStoppingCallback(monitor=name, comp=comp, patience=r.patience))
+    if r.swa_start is not None:
+        cbs.append(SWACallback(start_epoch=r.swa_start, swa_lr=r.swa_lr or r.lr))
+    else:
+        cbs.append(SaveModelCallback(monitor=name, comp=comp, fname=f'.best_{task}', with_opt=False))
+    cbs += tracker_callbacks(task)  # --track: TensorBoard / MLflow / W&B logging of this fit
+    return cbs
+
+
+def _fit(learn: Learner, epochs: int, lr, r: Recipe, cbs: list, **kw) -> None:
+    "One fit of the recipe's schedule."
+    with learner_bars(learn), distrib_fit(learn):
+        if r.schedule == 'one_cycle': learn.fit_one_cycle(epochs, lr, cbs=cbs, **kw)
+        elif r.schedule == 'constant': learn.fit(epochs, lr, cbs=cbs)
+        else: raise RecipeError(f"unknown schedule '{r.schedule}' (one_cycle or constant)")
+
+
+def fit_task(learn: Learner, run_dir: Path, cbs=()) -> Learner:
+    """Fit a task Learner with its recipe's schedule and save `model_{task}.pth` in the run folder.
+
+    The recipe's `head_init='probe'` first sets the head from a linear probe on frozen features; `freeze_epochs`
+    then trains the head alone (fastai's `fine_tune`: one-cycle with the body frozen), and `epochs` train the
+    whole model with discriminative rates `slice(lr / 2 / lr_mult, lr / 2)` (`slice(lr / lr_mult, lr)` after a probe
+    head alone). Each phase has its own per-epoch
+    checkpoint, so an interrupted run resumes inside either phase. `cbs`: extra callbacks of the main phase."""
+    r, task, run_dir = learn.recipe, learn.task, Path(run_dir).resolve()
+    learn.path, learn.model_dir = run_dir, '.'
+    if r.head_init == 'probe': probe_head(learn)
+    elif r.head_init: raise RecipeError(f"unknown head_init '{r.head_init}' (probe or empty)")
+    log = str(run_dir / f'metrics_{task}.csv')
+    head_ck = checkpoint_path(run_dir, f'{task}.head')
+    lr = slice(r.lr / r.lr_mult, r.lr) if r.head_init else r.lr   # a probe head: small body rates from the start
+    if r.freeze_epochs:
+        learn.freeze()
+        _fit(learn, r.freeze_epochs, r.lr, r, [CSVLogger(fname=log), CheckpointCallback(head_ck)], pct_start=0.99)
+        learn.unfreeze()
+        lr = slice(r.lr / 2 / r.lr_mult, r.lr / 2)   # fastai's fine_tune
+    if r.epochs:
+        main = task_callbacks(r, task, run_dir, append=bool(r.freeze_epochs)) + list(cbs)
+        main.append(CheckpointCallback(checkpoint_path(run_dir, task)))  # resumes from it when it exists
+        _fit(learn, r.epochs, lr, r, main)
+    (run_dir / f'.best_{task}.pth').unlink(missing_ok=True)
+    save_torch(run_dir / f'model_{task}.pth', dict(arch=r.arch, task=task, n_out=len(task_names(task)), size=r.size,
+                                                   crop=r.crop, age_cut=r.age_cut, head=r.head, stats=learn.stats,
+                                                   state_dict=learn.model.state_dict()))
+    for ck in (checkpoint_path(run_dir, task), head_ck): ck.unlink(missing_ok=True)
+    return learn
+
+
+def probe_head(learn: Learner) -> Learner:
+    "Set a Learner's linear head to a logistic regression on its frozen body's pooled features of the training images."
+    r = learn.recipe
+    if r.head != 'linear': raise RecipeError(f"head_init='probe' needs head='linear' (recipe {r.name} has '{r.head}')")
+    df = learn.dls.train_ds.items   # the training rows (a DataFrame), every photo once
+    y = task_labels(df, learn.task, r.age_cut)
+    body = Prelogits(learn.model)
+    key = feature_key(r.arch, learn.weights or ('pretrained' if r.pretrained else 'random'), r.size, r.crop,
+                      learn.stats, df['path'])
+    feats = features(body, df['path'], r.size, r.crop, learn.stats, key=key if r.pretrained else None)
+    set_head(learn.model, *fit_head(feats, y, len(task_names(learn.task)), seed=r.seed))
+    return learn
+
+
+def valid_frame(src: DataSource, idx: np.ndarray, probs: dict[str, np.ndarray]) -> tuple[pd.DataFrame, np.ndarray | None]:
+    "Validation rows with predictions per task, and the 18-class probabilities when all tasks are there."
+    v = src.train.iloc[idx].reset_index(drop=True)
+    cols = [c for c in ('path', 'person', 'mask', 'gender', 'age', 'label') if c in v.columns]
+    out = v[cols].copy()
+    p18 = probs.get('all')
+    if p18 is None and all(t in probs for t in ('mask', 'gender', 'age')):
+        p18 = combine_tasks(probs['mask'], probs['gender'], probs['age'])
+    for t, p in probs.items(): out[f'pred_{t}'] = p.argmax(1)
+    if p18 is not None: out['pred'] = p18.argmax(1)
+    return out, p18
+
+
+@register_runner('train')
+def run_train(recipe: Recipe, data, run_dir: Path, weights=None, num_workers: int | None = None, splits=None, cbs=(),
+              **_) -> dict:
+    "Train every task model of the recipe, combine them, score the validation set, and predict the eval set."
+    src = as_source(data)
+    tasks = [t for t in recipe.tasks if t in src.tasks]
+    if not tasks: raise RecipeError(f"recipe {recipe.name} trains {', '.join(recipe.tasks)} but the data only has "
+                                    f"labels for {', '.join(src.tasks) or 'nothing'}")
+    if splits is None: splits = person_split(src.train.reset_index(drop=True), recipe.valid_pct, recipe.split_seed)
+    probs, epochs, models = {}, {}, {}
+    for task in tasks:
+        learn = build_learner(recipe, src, task, weights=weights, splits=splits, num_workers=num_workers)
+        done = (run_dir / f'model_{task}.pth').is_file()
+        learn = load_finished(learn, run_dir) if done else fit_task(learn, run_dir, cbs=cbs)
+        with learner_bars(learn):
+            p, _ = learn.get_preds(dl=learn.dls.valid, act=lambda x: torch.softmax(x.float(), -1))
+        probs[task], epochs[task], models[task] = p.numpy(), epochs_logged(run_dir / f'metrics_{task}.csv'), learn
+        save_npy(run_dir / f'valid_probs_{task}.npy', probs[task].astype(np.float32))  # per task, e.g. for `data noise`
+    vf, p18 = valid_frame(src, splits[1], probs)
+    write_csv(run_dir / 'valid_preds.csv', vf)
+    if p18 is not None: save_npy(run_dir / 'valid_probs.npy', p18.astype(np.float32))
+    summary = dict(epochs=epochs, n_train=int(len(splits[0])), n_valid=int(len(splits[1])), **scores(vf))
+    if p18 is not None and src.eval is not None:
+        ep = predict_paths(run_dir, src.eval['path'], num_workers=num_workers)
+        write_submission(run_dir / 'submission.csv', src.eval, ep)
+        save_npy(run_dir / 'eval_probs.npy', ep.astype(np.float32))  # for k-fold / pseudo-label soft voting
+        summary.update(score_eval(src, ep))
+    return summary

@@ -1,0 +1,313 @@
+"""Practice data from real labelled faces: each face becomes a person with five masks, one worn wrongly, one bare."""
+from __future__ import annotations
+
+import io
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageDraw, ImageFilter, ImageOps
+
+from fastmask import labels
+from fastmask.sources.labelled import parse_age
+from fastmask.sources.demo import HEIGHT, PHOTO_STEMS, WIDTH, eval_image_id, write_layout_tables, write_rows
+from fastmask.errors import LayoutError
+from fastmask.io import atomic_dir, nonempty, write_json
+from fastmask.sources.landmarks import LandmarkDetector
+
+__all__ = ['FORMATS', 'Face', 'read_faces', 'utkface_faces', 'table_faces', 'person_masks', 'mask_polygon',
+           'draw_mask', 'render_person', 'make_proxy', 'UTK_RACES']
+
+FORMATS = ('utkface', 'fairface', 'csv')
+UTK_RACES = ('White', 'Black', 'Asian', 'Indian', 'Others')
+_UTK_RE = re.compile(r'^(?P<age>\d{1,3})_(?P<gender>[01])_(?P<race>[0-4])_(?P<stamp>\d+)')
+_COLOURS = [(235, 238, 242), (150, 195, 230), (30, 30, 34), (110, 112, 118), (30, 45, 90), (240, 170, 190),
+            (215, 195, 165), (200, 40, 50), (60, 140, 80), (250, 210, 60), (120, 60, 160), (245, 130, 40),
+            (0, 150, 160), (90, 60, 40)]
+#: the default age range of practice faces: adults, as in the competition
+ADULTS = (18, 119)
+_PATTERNS = ('plain', 'plain', 'stripes', 'dots', 'check', 'two-tone', 'pleats', 'speckle')
+_SHAPES = ('surgical', 'cup', 'fitted', 'wide')
+
+
+@dataclass(frozen=True)
+class Face:
+    "One labelled source photo."
+    path: Path
+    gender: int
+    age: int
+    race: str = 'Unknown'
+
+
+def utkface_faces(folder) -> tuple[list[Face], Counter]:
+    "Faces from UTKFace names `{age}_{gender}_{race}_{datetime}.jpg.chip.jpg`; malformed names counted, never guessed."
+    folder, skipped, faces = Path(folder), Counter(), []
+    if not folder.is_dir(): raise LayoutError(f'{folder}: faces folder does not exist')
+    for f in sorted(folder.rglob('*')):
+        if not f.is_file() or labels.is_hidden(f.name) or f.suffix.lower() not in labels.IMAGE_EXTS: continue
+        m = _UTK_RE.match(f.name)
+        if not m: skipped['malformed name'] += 1; continue
+        age = int(m['age'])
+        if not 0 < age < 120: skipped['age out of range'] += 1; continue
+        faces.append(Face(f, int(m['gender']), age, UTK_RACES[int(m['race'])]))
+    return faces, skipped
+
+
+def _table(path: Path) -> pd.DataFrame:
+    try:
+        if path.suffix.lower() == '.json': df = pd.read_json(path, dtype=False).astype(str)
+        else: df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except Exception as e: raise LayoutError(f'{path}: cannot read ({type(e).__name__}: {e})') from None
+    df.columns = [str(c).strip().lower() for c in df.columns]
+    return df
+
+
+def table_faces(path) -> tuple[list[Face], Counter]:
+    "Faces from a CSV/JSON with path (or file), gender and age (years, or bins like `50-59` that fit one age group)."
+    path, skipped, faces = Path(path), Counter(), []
+    if path.is_dir():
+        cands = sorted(path.glob('*.csv')) + sorted(path.glob('*.json'))
+        if len(cands) != 1: raise LayoutError(f'{path}: give the labels CSV/JSON file (found {len(cands)} candidates)')
+        path = cands[0]
+    if not path.is_file(): raise LayoutError(f'{path}: labels file does not exist')
+    df = _table(path)
+    col = next((c for c in ('path', 'file', 'image', 'filename') if c in df.columns), None)
+    missing = [n for n, c in (('path (or file)', col), ('gender', 'gender' in df.columns or None),
+                              ('age', 'age' in df.columns or None)) if c is None]
+    if missing: raise LayoutError(f"{path}: missing column(s) {', '.join(missing)} (has {', '.join(df.columns)})")
+    base = path.resolve().parent
+    for _, r in df.iterrows():
+        f = Path(str(r[col]).strip())
+        f = f if f.is_absolute() else base / f
+        try: gender = labels.parse_gender(r['gender'])
+        except labels.LabelError: skipped['bad gender'] += 1; continue
+        try: years, group = parse_age(r['age'])
+        except labels.LabelError: skipped['bad age'] += 1; continue
+        if not f.is_file(): skipped['missing image'] += 1; continue
+        age = int(years) if group is None else (20, 45, 65)[group]  # a bin's group, kept at both age cuts (57, 60)
+        faces.append(Face(f, gender, age, str(r.get('race', 'Unknown')).replace('_', ' ').strip() or 'Unknown'))
+    return faces, skipped
+
+
+def read_faces(faces, fmt: str = 'utkface') -> tuple[list[Face], Counter]:
+    "Labelled faces of a folder/file in one of `FORMATS`, and the count of skipped inputs per reason."
+    if fmt not in FORMATS: raise LayoutError(f"unknown faces format '{fmt}' (one of {', '.join(FORMATS)})")
+    return utkface_faces(faces) if fmt == 'utkface' else table_faces(faces)
+
+
+# ---------------------------------------------------------------- geometry and drawing
+
+def _frame(lm: np.ndarray):
+    "Face frame from landmarks: eye centre, unit right and down vectors, eye distance, nose and mouth depths."
+    e = lm[:2].mean(0)
+    ex = lm[1] - lm[0]
+    d = float(np.linalg.norm(ex))
+    ex = ex / d
+    ey = np.array([-ex[1], ex[0]])
+    v_nose = float(np.dot(lm[2] - e, ey)) / d
+    v_mouth = float(np.dot(lm[3:].mean(0) - e, ey)) / d
+    return e, ex, ey, d, max(v_nose, 0.35), max(v_mouth, v_nose + 0.2, 0.7)
+
+
+def person_masks(rng: np.random.Generator) -> list[dict]:
+    "Six mask designs (five worn, one worn wrongly): distinct colour/pattern/shape combinations."
+    colours = rng.permutation(len(_COLOURS))
+    out = []
+    for k in range(6):
+        c = _COLOURS[int(colours[k])]
+        other = _COLOURS[int(colours[(k + 7) % len(_COLOURS)])]
+        out.append(dict(colour=c, other=other, pattern=str(_PATTERNS[int(rng.integers(len(_PATTERNS)))]),
+                        shape=str(_SHAPES[(k + int(rng.integers(4))) % 4] if k < 5 else rng.choice(_SHAPES)),
+                        step=int(rng.integers(9, 16))))
+    return out
+
+
+def mask_polygon(lm: np.ndarray, shape: str, state: str = 'wear') -> list[tuple[float, float]]:
+    "Mask outline through landmark-derived points: nose bridge to chin (wear), below the nose or on the chin (incorrect)."
+    e, ex, ey, d, vn, vm = _frame(lm)
+    chin = vm + 0.62
+    w_top, w_mid, peak, bulge = dict(surgical=(0.95, 1.02, 0.06, 0.10), cup=(0.80, 1.0, 0.22, 0.30),
+                                     fitted=(0.85, 0.98, 0.16, 0.18), wide=(1.05, 1.10, 0.04, 0.05))[shape]
+    if state == 'wear': top = vn * 0.42
+    elif state == 'below_nose': top = vn + 0.14
+    else: top, chin = vm + 0.28, chin + 0.38  # pulled down to the chin
+    pts = [(u, top + peak * (abs(u) / w_top) ** 1.5) for u in np.linspace(-w_top, w_top, 11)]
+    pts.append((w_mid, (top + vm) / 2 + 0.1))
+    cy, ry = max(vm, top + 0.25), chin - max(vm, top + 0.25)
+    for a in np.linspace(0, np.pi, 13): pts.append((w_mid * np.cos(a), cy + (ry + bulge * 0.2) * np.sin(a)))
+    pts.append((-w_mid, (top + vm) / 2 + 0.1))
+    return [tuple(e + d * (u * ex + v * ey)) for u, v in pts]
+
+
+def _pattern(size: tuple[int, int], m: dict, rng: np.random.Generator) -> Image.Image:
+    "A patterned RGB patch of `size` in the mask's colours."
+    w, h = size
+    im = Image.new('RGB', size, m['colour'])
+    d, o, s = ImageDraw.Draw(im), m['other'], m['step']
+    p = m['pattern']
+    if p == 'stripes':
+        for y in range(0, h, 2 * s): d.rectangle([0, y, w, y + s - 1], fill=o)
+    elif p == 'dots':
+        for y in range(s // 2, h, s):
+            for x in range(s // 2 + (y // s % 2) * s // 2, w, s): d.ellipse([x - 3, y - 3, x + 3, y + 3], fill=o)
+    elif p == 'check':
+        for y in range(0, h, s):
+            for x in range((y // s % 2) * s, w, 2 * s): d.rectangle([x, y, x + s - 1, y + s - 1], fill=o)
+    elif p == 'two-tone': d.rectangle([0, 0, w // 2, h], fill=o)
+    elif p == 'pleats':
+        dark = tuple(int(c * 0.75) for c in m['colour'])
+        for y in range(h // 4, h, max(6, h // 5)): d.line([0, y, w, y], fill=dark, width=2)
+    elif p == 'speckle':
+        a = np.asarray(im, dtype=np.int16) + rng.integers(-40, 41, (h, w, 1), dtype=np.int16)
+        im = Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+    return im
+
+
+def draw_mask(im: Image.Image, lm: np.ndarray, m: dict, state: str, rng: np.random.Generator) -> Image.Image:
+    "Paint one mask on a portrait: patterned, shaded by the face's own light, with ear loops."
+    poly = mask_polygon(lm, m['shape'], state)
+    xs, ys = [p[0] for p in poly], [p[1] for p in poly]
+    x0, y0 = max(0, int(min(xs)) - 2), max(0, int(min(ys)) - 2)
+    x1, y1 = min(im.width, int(max(xs)) + 3), min(im.height, int(max(ys)) + 3)
+    if x1 - x0 < 4 or y1 - y0 < 4: return im
+    alpha = Image.new('L', (x1 - x0, y1 - y0), 0)
+    ImageDraw.Draw(alpha).polygon([(x - x0, y - y0) for x, y in poly], fill=255)
+    alpha = alpha.filter(ImageFilter.GaussianBlur(0.8))
+    patch = np.asarray(_pattern((x1 - x0, y1 - y0), m, rng), dtype=np.float32)
+    under = np.asarray(im.crop((x0, y0, x1, y1)).convert('L'), dtype=np.float32)
+    light = 0.55 + 0.45 * under / max(float(np.percentile(under, 90)), 1.0)
+    ramp = np.linspace(1.04, 0.9, y1 - y0, dtype=np.float32)[:, None]
+    patch = Image.fromarray(np.clip(patch * (light * ramp)[..., None], 0, 255).astype(np.uint8))
+    im = im.copy()
+    im.paste(patch, (x0, y0), alpha)
+    e, ex, ey, d, vn, vm = _frame(lm)
+    loop = tuple(int(c * 0.8) for c in m['colour']) if m['pattern'] != 'plain' else (235, 235, 235)
+    dr = ImageDraw.Draw(im)
+    for side, ends in ((-1, (0, -1)), (1, (10, 11))):  # top corner and side point of each half
+        ear = e + d * (side * 1.12 * ex + 0.35 * ey)
+        for k in ends: dr.line([tuple(poly[k]), tuple(ear)], fill=loop, width=max(2, int(d / 40)))
+    return im
+
+
+def _affine(scale: float, shift: np.ndarray) -> tuple:
+    "PIL inverse-affine coefficients for `canvas = scale * src + shift`."
+    return (1 / scale, 0, -shift[0] / scale, 0, 1 / scale, -shift[1] / scale)
+
+
+def render_person(src: Image.Image, lm: np.ndarray, rng: np.random.Generator) -> dict[str, Image.Image]:
+    "The seven 384x512 photos (mask1..5, incorrect_mask, normal) of one source face with landmarks `lm`."
+    src = src.convert('RGB')
+    e, ex, ey, d, vn, vm = _frame(lm)
+    scale = rng.uniform(74, 90) / d
+    anchor = np.array([WIDTH / 2 + rng.uniform(-8, 8), rng.uniform(190, 215)])
+    bgc = np.array(rng.integers(30, 230, 3), dtype=np.float32)
+    small = np.asarray(ImageOps.fit(src, (6, 8)).resize((WIDTH // 8, HEIGHT // 8), Image.BILINEAR), dtype=np.float32)
+    bg = Image.fromarray(np.clip(0.5 * small + 0.5 * bgc, 0, 255).astype(np.uint8)).resize((WIDTH, HEIGHT), Image.BILINEAR)
+    shirt = tuple(int(c) for c in rng.integers(15, 240, 3))
+    nx, ny = (int(v) for v in np.clip(lm[2], 3, np.array(src.size) - 4))
+    neck = tuple(int(v * 0.85) for v in np.median(np.asarray(src.crop((nx - 3, ny - 3, nx + 4, ny + 4))).reshape(-1, 3), 0))
+    w, h = src.size
+    a = Image.new('L', (w, h), 0)
+    c = e + d * (0.3 * ey)
+    rx, ry = 1.45 * d, 2.0 * d
+    ImageDraw.Draw(a).ellipse([c[0] - rx, c[1] - ry, c[0] + rx, c[1] + ry], fill=255)
+    edge = Image.new('L', (w, h), 0)
+    ImageDraw.Draw(edge).rectangle([3, 3, w - 4, h - 4], fill=255)
+    a = Image.fromarray(np.minimum(np.asarray(a), np.asarray(edge))).filter(ImageFilter.GaussianBlur(max(2, d / 12)))
+    masks = person_masks(rng)
+    wrong = 'below_nose' if rng.random() < 0.6 else 'chin'
+    photos = {}
+    for k, stem in enumerate(PHOTO_STEMS):
+        s = scale * rng.uniform(0.97, 1.03)
+        shift = anchor + rng.uniform(-4, 4, 2) - s * e
+        coeffs = _affine(s, shift)
+        face = src.transform((WIDTH, HEIGHT), Image.AFFINE, coeffs, resample=Image.BILINEAR)
+        alpha = a.transform((WIDTH, HEIGHT), Image.AFFINE, coeffs, resample=Image.BILINEAR)
+        im = bg.copy()
+        chin, sd = s * (e + d * (vm + 0.62) * ey) + shift, s * d
+        dr = ImageDraw.Draw(im)
+        dr.rectangle([chin[0] - 0.55 * sd, chin[1] - 0.8 * sd, chin[0] + 0.55 * sd, chin[1] + 0.9 * sd], fill=neck)
+        dr.ellipse([chin[0] - 2.6 * sd, chin[1] + 0.6 * sd, chin[0] + 2.6 * sd, chin[1] + 4.5 * sd], fill=shirt)
+        im.paste(face, (0, 0), alpha)
+        lm_c = lm * s + shift
+        if stem != 'normal': im = draw_mask(im, lm_c, masks[min(k, 5)], 'wear' if k < 5 else wrong, rng)
+        f = rng.uniform(0.94, 1.06)
+        photos[stem] = im.point([min(255, int(v * f)) for v in range(256)] * 3)
+    return photos
+
+
+# ---------------------------------------------------------------- the layout
+
+def _jpeg(im: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, format='JPEG', quality=90)
+    return buf.getvalue()
+
+
+def _build(root: Path, chosen: list[Face], persons: int, seed: int, detector: LandmarkDetector,
+           progress: Callable | None, chunk: int = 16) -> int:
+    "Write the layout into `root`; return the number of template fallbacks."
+    (root / 'train' / 'images').mkdir(parents=True)
+    if len(chosen) > persons: (root / 'eval' / 'images').mkdir(parents=True)
+    train_rows, eval_rows, sources, fallbacks = [], [], [], 0
+    for c0 in range(0, len(chosen), chunk):
+        batch = chosen[c0:c0 + chunk]
+        ims = []
+        for f in batch:
+            with Image.open(f.path) as im: ims.append(ImageOps.exif_transpose(im).convert('RGB'))
+        for j, (f, im, (lm, fell)) in enumerate(zip(batch, ims, detector(ims))):
+            i = c0 + j
+            fallbacks += fell
+            photos = render_person(im, lm, np.random.default_rng([seed, i, 7]))
+            pid, race = f'{i + 1:06d}', f.race.replace('_', ' ')
+            if i < persons:
+                folder = labels.person_folder_name(pid, f.gender, race, f.age)
+                (root / 'train' / 'images' / folder).mkdir()
+                for stem, p in photos.items(): (root / 'train' / 'images' / folder / f'{stem}.jpg').write_bytes(_jpeg(p))
+                train_rows.append([pid, labels.GENDERS[f.gender], race, f.age, folder])
+            else:
+                for stem, p in photos.items():
+                    iid = eval_image_id(seed, pid, stem)
+                    (root / 'eval' / 'images' / iid).write_bytes(_jpeg(p))
+                    eval_rows.append([iid, labels.encode(labels.mask_from_stem(stem), f.gender, labels.age_group(f.age))])
+            sources.append([pid, 'train' if i < persons else 'eval', str(f.path), int(fell)])
+            if progress: progress(i + 1, len(chosen))
+    write_layout_tables(root, train_rows, eval_rows, seed)
+    write_rows(root / 'proxy_sources.csv', ['id', 'split', 'source', 'template_landmarks'], sources)
+    return fallbacks
+
+
+def make_proxy(faces, out, fmt: str = 'utkface', persons: int = 1000, eval_persons: int = 200, seed: int = 0,
+               detector: str = 'auto', progress: Callable[[int, int], None] | None = None,
+               ages: tuple[int, int] | None = ADULTS) -> dict:
+    """Build a practice data set in the competition layout from real labelled faces; return its summary (proxy.json).
+
+    `ages`: the faces used (default adults, 18 and over, as the competition's people: UTKFace is 40% children, whom
+    no competition photo shows; its >= 60 faces stay, so the rare '>= 60' group has examples to learn from);
+    None uses every face."""
+    out = Path(out)
+    if persons < 2 or eval_persons < 0 or seed < 0: raise ValueError('need persons >= 2, eval_persons >= 0, seed >= 0')
+    if nonempty(out): raise FileExistsError(f"proxy folder '{out}' already exists and is not empty")
+    t0 = time.time()
+    found, skipped = read_faces(faces, fmt)
+    n_all = len(found)
+    if ages is not None: found = [f for f in found if ages[0] <= f.age <= ages[1]]
+    n = persons + eval_persons
+    if len(found) < n:
+        raise LayoutError(f'{faces}: {len(found)} usable faces ({sum(skipped.values())} skipped), {n} needed '
+                          f'({persons} persons + {eval_persons} eval persons)')
+    chosen = [found[int(k)] for k in np.random.default_rng(seed).permutation(len(found))[:n]]
+    det = LandmarkDetector(detector)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_dir(out, 'proxy folder') as tmp:
+        fallbacks = _build(tmp, chosen, persons, seed, det, progress)
+        summary = dict(source=str(faces), format=fmt, persons=persons, eval_persons=eval_persons, seed=seed,
+                       usable_faces=len(found), outside_ages=n_all - len(found), ages=ages, skipped=dict(skipped), skipped_total=sum(skipped.values()),
+                       detector=det.name, template_fallbacks=int(fallbacks), wall_time_s=round(time.time() - t0, 1))
+        write_json(tmp / 'proxy.json', summary)
+    return summary

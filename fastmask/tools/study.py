@@ -1,0 +1,235 @@
+"""`fastmask study`: several recipes (or a named study) with shared overrides, resumable, in one table and chart.
+
+A study reuses every member that already has a finished run of exactly the resolved recipe on the same data under
+`--out` (`runners.run.find_run`), trains the others with `run_recipe`, records a member that fails with its
+one-line error and goes on, and writes `--out/study/<name>/` (`study.csv`, `study.md`, `study.png`) in one swap.
+A member is a recipe name, optionally with its own settings: `cpu_split_lite0[bn=train,epochs=2]` (any recipe
+field, as `--set`), so one study compares variants of one recipe.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import replace
+import shlex
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from fastmask.errors import FastmaskError
+from fastmask.io import atomic_dir, read_json
+from fastmask.recipes import parse_set, resolve
+from fastmask.runners.run import find_run, run_recipe
+from fastmask.sources.open import open_data
+
+__all__ = ['STUDIES', 'COLUMNS', 'register_study', 'list_studies', 'study_members', 'run_study', 'study_command', 'failed_members',
+           'StudyError', 'OVERRIDES']
+
+#: named studies: plain data, `name: dict(description=..., members=(recipe names, ...))`; members are checked on use
+STUDIES: dict[str, dict] = {
+    'transfer': dict(description='ImageNet transfer on EfficientNet-Lite0 (offline weights): the linear probe against '
+                                 'fine-tuning as the report did it, with train-mode BatchNorm, and with frozen '
+                                 'BatchNorm statistics (cpu_split_lite0)',
+                     members=('probe_lite0', 'split_effnet_lite0[epochs=3,size=160,patience=none]',
+                              'cpu_split_lite0[bn=train]', 'cpu_split_lite0')),
+    'report-effects': dict(description="The report's effects on Lite0 and practice data: SWA, the age losses, the age "
+                                       'cut, label smoothing, a soft-voting ensemble, k-fold (each against cpu_split_lite0)',
+                           members=('cpu_split_lite0', 'cpu_split_lite0[swa_start=2,epochs=4,swa_lr=1e-4]',
+                                    'cpu_split_lite0[loss=ce]', 'cpu_split_lite0[age_cut=57]',
+                                    "cpu_split_lite0[task_overrides=age:loss:f1]",
+                                    "cpu_split_lite0[task_overrides=age:loss:ce_f1]")),
+    'report': dict(description="The published report's experiments, one run each",
+                   members=('baseline_mobilenetv2', 'split_mobilenetv2', 'split_effnet_b3', 'swa_effnet_b3',
+                            'f1loss_age', 'cef1_age', 'optimizer_comparison', 'ensemble_final',
+                            'facecrop_densenet121', 'external_age_model', 'sweep_age_cut')),
+}
+
+#: the named overrides of the command line (`--set FIELD=VALUE` reaches any other recipe field)
+OVERRIDES = ('epochs', 'size', 'bs', 'lr', 'arch', 'seed', 'tasks', 'pretrained')
+_MEMBER = re.compile(r'^(?P<name>[^\[\]]+)(?:\[(?P<sets>[^\[\]]*)\])?$')
+_SCORES = ('valid_f1', 'valid_f1_mask', 'valid_f1_gender', 'valid_f1_age')
+_EVAL = ('eval_f1', 'eval_f1_mask', 'eval_f1_gender', 'eval_f1_age')
+COLUMNS = ['recipe', 'description', 'report', 'status', *_SCORES, *_EVAL, 'wall_time_s', 'run_dir', 'error']
+_HEAD = dict(valid_f1='F1 (18)', valid_f1_mask='mask', valid_f1_gender='gender', valid_f1_age='age',
+             eval_f1='eval F1 (18)', eval_f1_mask='eval mask', eval_f1_gender='eval gender', eval_f1_age='eval age')
+
+
+class StudyError(FastmaskError, ValueError):
+    "An unknown study, an empty study, or members that failed."
+
+
+def register_study(name: str, members, description: str = '') -> dict:
+    "Add a named study (its member recipes are looked up when it runs)."
+    if name in STUDIES: raise ValueError(f'study {name} registered twice')
+    STUDIES[name] = dict(description=description, members=tuple(members))
+    return STUDIES[name]
+
+
+def list_studies() -> dict[str, dict]:
+    "The named studies, by name."
+    return dict(STUDIES)
+
+
+def study_members(names) -> tuple[str, tuple[str, ...], str]:
+    "(study name, member recipe names, description) of a study name, recipe names, or both (studies expanded)."
+    names = [names] if isinstance(names, str) else list(names)
+    if not names: raise StudyError(f"a study needs a study name ({', '.join(STUDIES)}) or recipe names")
+    members = [m for n in names for m in (STUDIES[n]['members'] if n in STUDIES else (n,))]
+    members = tuple(dict.fromkeys(members))  # each recipe once, in order
+    if len(names) == 1 and names[0] in STUDIES: return names[0], members, STUDIES[names[0]]['description']
+    name = '+'.join(names)
+    if len(name) > 80: name = f"{names[0]}+{len(names) - 1}-more-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+    return name, members, 'recipes ' + ', '.join(members)
+
+
+def parse_member(spec: str) -> tuple[str, dict]:
+    "`name[field=value,...]` as (recipe name, changes); a one-line StudyError for a malformed spec."
+    m = _MEMBER.match(spec.strip())
+    if not m: raise StudyError(f"study member '{spec}': expected NAME or NAME[field=value,...]")
+    sets = [s for s in (m['sets'] or '').split(',') if s.strip()]
+    changes = dict(parse_set(s) for s in sets)
+    if 'task_overrides' in changes:   # task:field:value, e.g. age:loss:f1
+        t, k, v = str(changes['task_overrides'][0] if isinstance(changes['task_overrides'], tuple) else
+                      changes['task_overrides']).split(':')
+        changes['task_overrides'] = ((t, (parse_set(f'{k}={v}'),)),)
+    return m['name'].strip(), changes
+
+
+def member_name(spec: str) -> str:
+    "A member's row name: the recipe name plus its own settings, e.g. `cpu_split_lite0[bn=train]`."
+    return ' '.join(spec.split())
+
+
+def study_command(names, data, out, overrides: dict, quick: bool = False, weights=None, num_workers=None) -> str:
+    "The `fastmask study` command line that regenerates a study."
+    names = [names] if isinstance(names, str) else list(names)
+    args = ['fastmask', 'study', *names, '--data', str(data), '--out', str(out)] + (['--quick'] if quick else [])
+    for k, v in overrides.items():
+        if v is None: continue
+        if k == 'pretrained': args.append('--pretrained' if v else '--no-pretrained')
+        elif k == 'tasks': args += [a for t in v for a in ('--tasks', t)]
+        elif k in OVERRIDES: args += [f'--{k}', str(v)]
+        else: args += ['--set', f"{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}"]
+    if weights: args += ['--weights', str(weights)]
+    if num_workers is not None: args += ['--workers', str(num_workers)]
+    return shlex.join(args)
+
+
+def _one_line(e: BaseException) -> str:
+    msg = str(e) if isinstance(e, FastmaskError) else f'{type(e).__name__}: {e}'
+    return ' '.join(msg.split())
+
+
+def _started_run(out: Path, name: str, t0: float) -> str:
+    "The newest run folder of `name` under `out` made since `t0` (a failed member's folder), or ''."
+    base = out / name
+    dirs = [d for d in base.iterdir() if d.is_dir() and d.stat().st_mtime >= t0 - 1] if base.is_dir() else []
+    return str(max(dirs, key=lambda d: d.stat().st_mtime)) if dirs else ''
+
+
+def _variant(r, spec: str, changes: dict):
+    "A member recipe with its own settings runs under its own name (`recipe~bn=train`), so variants never mix."
+    if not changes: return r
+    tag = ','.join(f'{k}={v}' for k, v in changes.items() if k != 'task_overrides')
+    if 'task_overrides' in changes: tag += ',' + ','.join(f'{t}.{k}={v}' for t, ch in changes['task_overrides'] for k, v in ch)
+    return replace(r, name=f"{r.name}~{re.sub(r'[^A-Za-z0-9_.=,-]+', '', tag.strip(','))}")
+
+
+def _member(spec: str, recipe, data, src, out: Path, run_opts: dict, log) -> dict:
+    "Reuse or train one member; its row of the study table (a failure is recorded, not raised)."
+    row, t0 = dict(recipe=spec, description=recipe.description, report=recipe.report), time.time()
+    try:
+        d, status = find_run(out, recipe, src), 'reused'
+        if d is not None: log(f'{recipe.name}: reusing finished run {d}')
+        else:
+            log(f'{recipe.name}: training')
+            d, status = run_recipe(recipe, data, out, **run_opts), 'trained'
+        s = read_json(Path(d) / 'summary.json')
+        row.update({k: s.get(k) for k in _SCORES + _EVAL}, status=status, wall_time_s=s.get('wall_time_s'),
+                   run_dir=str(d), error='')
+    except (KeyboardInterrupt, SystemExit): raise
+    except Exception as e:  # noqa: BLE001 -- any failure of one member is recorded and the study goes on
+        row.update(status='failed', error=_one_line(e), run_dir=_started_run(out, recipe.name, t0))
+        log(f'{recipe.name}: failed: {row["error"]}')
+    return row
+
+
+def _cell(v, col: str = '') -> str:
+    if v is None or (isinstance(v, float) and np.isnan(v)): return '-'
+    if isinstance(v, float): return f'{v:.4f}' if 'f1' in col else f'{v:g}'
+    return str(v).replace('|', '\\|').replace('\n', ' ')
+
+
+def _markdown(df: pd.DataFrame, name: str, description: str, data, overrides: dict, command: str, out: Path) -> str:
+    "The study table in Markdown, headed by the data, the overrides and the regenerating command."
+    ov = ', '.join(f'{k}={v}' for k, v in overrides.items()) or 'none'
+    cols = ['recipe', 'description', 'report', 'status'] + [c for c in _SCORES + _EVAL if c in df.columns] + ['wall_time_s', 'run_dir']
+    head = dict(_HEAD, description='reproduces', report="report's figure", wall_time_s='wall s', run_dir='run folder')
+    lines = [f'# Study `{name}`', '', description, '', f'- data: `{data}`', f'- overrides: {ov}',
+             f'- regenerate: `{command}`', f"- written: {datetime.now().strftime('%Y-%m-%d %H:%M:%S')}", '',
+             '| ' + ' | '.join(head.get(c, c) for c in cols) + ' |', '|' + ' --- |' * len(cols)]
+    for r in df.to_dict('records'):
+        r = dict(r, status=f"failed: {r['error']}" if r['status'] == 'failed' else r['status'])
+        if r.get('run_dir'):
+            p = Path(r['run_dir'])
+            r['run_dir'] = p.relative_to(out.resolve()).as_posix() if p.is_relative_to(out.resolve()) else str(p)
+        lines.append('| ' + ' | '.join(_cell(r.get(c), c) for c in cols) + ' |')
+    return '\n'.join(lines) + '\n'
+
+
+def _chart(df: pd.DataFrame, title: str):
+    "Grouped bars: macro F1 per task (and eval F1 where known) for each member."
+    cols = [c for c in _SCORES + ('eval_f1',) if c in df.columns and df[c].notna().any()]
+    fig = Figure(figsize=(max(6, 1.3 * len(df) + 2), 4.2))
+    ax = fig.subplots()
+    x, w = np.arange(len(df)), .8 / max(len(cols), 1)
+    for i, c in enumerate(cols):
+        ax.bar(x + (i - (len(cols) - 1) / 2) * w, pd.to_numeric(df[c], errors='coerce').fillna(0), w, label=_HEAD[c])
+    for xi, st in zip(x, df['status']):
+        if st == 'failed': ax.text(xi, .02, 'failed', ha='center', va='bottom', color='#c44e52', rotation=90)
+    ax.set_xticks(x, df['recipe'], rotation=30, ha='right', fontsize=8)
+    ax.set(ylim=(0, 1.15), yticks=np.linspace(0, 1, 6), ylabel='macro F1', title=title)
+    ax.grid(axis='y', alpha=.3)
+    if cols: ax.legend(fontsize=8, ncol=len(cols))
+    return fig
+
+
+def run_study(names_or_study, data='demo', out='runs', overrides: dict | None = None, quick: bool = False,
+              weights=None, num_workers: int | None = None, log=print) -> Path:
+    "Run (or reuse) every member with the shared overrides; write `out/study/<name>/` and return that folder."
+    name, members, description = study_members(names_or_study)
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if 'tasks' in overrides: overrides['tasks'] = tuple(overrides['tasks'])
+    specs = [parse_member(m) for m in members]
+    recipes = [_variant(resolve(n, quick=quick, **{**overrides, **ch}), m, ch)   # unknown names fail before training
+               for m, (n, ch) in zip(members, specs)]
+    src, out = open_data(data), Path(out)
+    run_opts = dict(weights=weights, num_workers=num_workers, overrides=dict(overrides, **({'quick': True} if quick else {})))
+    rows = []
+    for i, r in enumerate(recipes):
+        rows.append(_member(member_name(members[i]), r, data, src, out, run_opts,
+                            lambda m: log(f'study {name} [{i + 1}/{len(recipes)}] {m}')))
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    if src.truth is None: df = df.drop(columns=[c for c in _EVAL if c in df.columns])
+    command = study_command(names_or_study, data, out, overrides, quick, weights, num_workers)
+    shown = dict(overrides, **({'quick': True} if quick else {}))
+    shown_data = str(data) if str(data) == str(src.root) else f'{data} ({src.root})'
+    md = _markdown(df, name, description, shown_data, shown, command, out)
+    fig = _chart(df, f'study {name}: macro F1 per task (validation; eval F1 on the eval truth)')
+    dest = out / 'study' / name
+    with atomic_dir(dest, 'study folder', replace=True) as tmp:
+        df.to_csv(tmp / 'study.csv', index=False)
+        (tmp / 'study.md').write_text(md)
+        fig.savefig(tmp / 'study.png', format='png', dpi=100, bbox_inches='tight')
+    log(f'study {name}: wrote {dest}')
+    return dest
+
+
+def failed_members(study_dir) -> list[str]:
+    "The members a written study records as failed."
+    df = pd.read_csv(Path(study_dir) / 'study.csv', keep_default_na=False)
+    return df.loc[df['status'] == 'failed', 'recipe'].tolist()

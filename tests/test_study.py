@@ -1,0 +1,121 @@
+"""`fastmask study`: members trained once then reused, the table (csv, md, png), failures recorded, named studies."""
+import pandas as pd
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from fastmask.cli import app
+from fastmask.runners.run import is_finished
+from fastmask.errors import RecipeError
+from fastmask.recipes import get_recipe
+from fastmask.tools.study import STUDIES, register_study, run_study, study_members
+
+TINY = dict(epochs=1, size=32)
+MEMBERS = ['baseline_mobilenetv2', 'split_mobilenetv2']
+
+
+def run_folders(out) -> dict:
+    "Every run folder under `out` (but the study tables) with the mtime of its summary.json."
+    return {d: (d / 'summary.json').stat().st_mtime_ns for m in out.iterdir() if m.name != 'study'
+            for d in m.iterdir() if d.is_dir()}
+
+
+@pytest.fixture(scope='module')
+def first(tiny_demo, tmp_path_factory):
+    "A two-member study of tiny quick recipes, run once: (runs folder, study folder, log lines)."
+    out, logs = tmp_path_factory.mktemp('study') / 'runs', []
+    dest = run_study(MEMBERS, tiny_demo, out, TINY, quick=True, num_workers=0, log=logs.append)
+    return out, dest, logs
+
+
+def test_first_run_trains_and_writes_the_table(first, tiny_demo):
+    out, dest, logs = first
+    assert dest == out / 'study' / 'baseline_mobilenetv2+split_mobilenetv2'
+    df = pd.read_csv(dest / 'study.csv')
+    assert df['recipe'].tolist() == MEMBERS and (df['status'] == 'trained').all()
+    assert df['valid_f1'].between(0, 1).all() and df['eval_f1'].between(0, 1).all()  # the demo has eval truth
+    assert df['valid_f1_age'].notna().all() and df['wall_time_s'].gt(0).all()
+    assert df.loc[1, 'report'] == get_recipe('split_mobilenetv2').report
+    assert all(is_finished(d) for d in df['run_dir']) and len(run_folders(out)) == 2
+    md = (dest / 'study.md').read_text().splitlines()
+    assert f'- data: `{tiny_demo}`' in md and any(line.startswith('- overrides: ') and 'epochs=1' in line for line in md)
+    cmd = next(line for line in md if line.startswith('- regenerate:'))
+    assert 'fastmask study baseline_mobilenetv2 split_mobilenetv2' in cmd and '--quick --epochs 1 --size 32' in cmd
+    rows = [line for line in md if line.startswith('| ')]
+    assert len(rows) == 4 and rows[0].startswith('| recipe | reproduces |') and set(rows[1]) == set('| -')
+    assert rows[2].startswith('| baseline_mobilenetv2 |') and '| trained |' in rows[3]
+    with Image.open(dest / 'study.png') as im: assert im.format == 'PNG' and im.size[0] > 300
+    assert sum('training' in line for line in logs) == 2
+
+
+def test_second_run_reuses_finished_members(first, tiny_demo):
+    out, dest, _ = first
+    before = run_folders(out)
+    old = pd.read_csv(dest / 'study.csv')
+    res = CliRunner().invoke(app, ['study', *MEMBERS, '--data', str(tiny_demo), '--out', str(out), '--quick',
+                                   '--epochs', '1', '--size', '32', '--workers', '0'])
+    assert res.exit_code == 0, res.output
+    assert run_folders(out) == before  # no new run folder, no summary rewritten
+    df = pd.read_csv(dest / 'study.csv')
+    assert (df['status'] == 'reused').all() and df['run_dir'].tolist() == old['run_dir'].tolist()
+    assert df['valid_f1'].tolist() == old['valid_f1'].tolist()
+    assert 'training' not in res.output and '| reused |' in res.output
+    assert sorted(p.name for p in (out / 'study').iterdir()) == [dest.name]  # swapped in, no temporary folders left
+
+
+def test_failing_member_is_recorded_and_the_study_goes_on(tiny_demo, tmp_path):
+    "The pseudo-label recipe needs eval images, which a labels CSV lacks; the next member still runs; exit 1."
+    from fastmask.sources.open import open_data
+    train = open_data(tiny_demo).train
+    csv = tmp_path / 'labels.csv'
+    train[['path', 'mask', 'gender', 'age', 'person']].to_csv(csv, index=False)
+    out = tmp_path / 'runs'
+    res = CliRunner().invoke(app, ['study', 'top_pseudo_effnet_b0', 'baseline_mobilenetv2', '--data', str(csv),
+                                   '--out', str(out), '--quick', '--epochs', '1', '--size', '32', '--workers', '0'])
+    assert res.exit_code == 1 and 'Traceback' not in res.output
+    assert res.output.strip().splitlines()[-1].startswith('error: ') and '1 member(s) failed: top_pseudo_effnet_b0' in res.output
+    dest = out / 'study' / 'top_pseudo_effnet_b0+baseline_mobilenetv2'
+    df = pd.read_csv(dest / 'study.csv', keep_default_na=False)
+    assert df['status'].tolist() == ['failed', 'trained']
+    assert 'pseudo-labels eval images' in df.loc[0, 'error'] and '\n' not in df.loc[0, 'error']
+    assert df.loc[0, 'run_dir'].startswith(str(out / 'top_pseudo_effnet_b0'))
+    assert 'eval_f1' not in df.columns  # a labels CSV has no eval truth
+    assert any(line.startswith('| top_pseudo_effnet_b0 |') and 'failed: ' in line
+               for line in (dest / 'study.md').read_text().splitlines())
+
+
+def test_unknown_recipe_fails_before_training(tiny_demo, tmp_path):
+    with pytest.raises(RecipeError, match="unknown recipe 'no_such_recipe'"):
+        run_study(['baseline_mobilenetv2', 'no_such_recipe'], tiny_demo, tmp_path, quick=True)
+    assert not any(tmp_path.iterdir())
+    res = CliRunner().invoke(app, ['study', 'no_such_recipe', '--data', str(tiny_demo), '--out', str(tmp_path)])
+    assert res.exit_code == 1 and len(res.output.strip().splitlines()) == 1 and 'no_such_recipe' in res.output
+    res = CliRunner().invoke(app, ['study', 'baseline_mobilenetv2', '--data', str(tiny_demo), '--out', str(tmp_path),
+                                   '--arch', 'no_such_arch'])
+    assert res.exit_code == 1 and len(res.output.strip().splitlines()) == 1 and 'no_such_arch' in res.output
+    assert not any(tmp_path.iterdir())
+
+
+def test_named_studies_list_and_registry():
+    for name, s in STUDIES.items():
+        assert s['description'] and all(get_recipe(m) for m in s['members'])  # every member is a known recipe
+    assert study_members('transfer') == ('transfer', ('baseline_effnet_lite0', 'split_effnet_lite0'),
+                                         STUDIES['transfer']['description'])
+    assert 'sweep_age_cut' in study_members('report')[1] and 'ensemble_final' in study_members('report')[1]
+    res = CliRunner().invoke(app, ['study', '--list'])
+    assert res.exit_code == 0 and 'transfer' in res.output and 'split_effnet_lite0' in res.output
+    register_study('later', ['probe_lite0', 'baseline_effnet_lite0'], 'added later')
+    try:
+        assert study_members(['later', 'split_effnet_lite0'])[1] == ('probe_lite0', 'baseline_effnet_lite0',
+                                                                     'split_effnet_lite0')
+        with pytest.raises(ValueError): register_study('later', [])
+    finally: STUDIES.pop('later')
+
+
+def test_member_variants_parse_into_recipe_changes():
+    from fastmask.tools.study import StudyError, parse_member
+    assert parse_member('cpu_split_lite0[bn=train,epochs=2]') == ('cpu_split_lite0', {'bn': 'train', 'epochs': 2})
+    assert parse_member('cpu_split_lite0') == ('cpu_split_lite0', {})
+    assert parse_member('x[task_overrides=age:loss:f1]')[1]['task_overrides'] == (('age', (('loss', 'f1'),)),)
+    for bad in ('a[b', 'a[nofield=1]'):
+        with pytest.raises((StudyError, RecipeError)): parse_member(bad)

@@ -1,0 +1,126 @@
+"""Transfer learning: backbone normalisation, frozen body epochs, frozen BatchNorm, probe heads cached once, speed flags."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from fastmask.callbacks.speed import Autocast, ChannelsLast
+from fastmask.callbacks.transfer import FrozenBN
+from fastmask.data.augment import REPORT_MEAN, REPORT_STD
+from fastmask.errors import RecipeError
+from fastmask.models import probe
+from fastmask.models.backbones import body_head, create_model, pretrained_stats
+from fastmask.recipes import parse_set, resolve
+from fastmask.runners.run import run_recipe
+from fastmask.runners.train import build_learner, fit_task
+
+
+def _recipe(**kw):
+    return resolve('baseline_mobilenetv2', quick=True, size=32, bs=16, epochs=1, **kw)
+
+
+def _norm_stats(learn):
+    n = next(t for t in learn.dls.after_batch.fs if type(t).__name__ == 'Normalize')
+    return tuple(n.mean.flatten().tolist()), tuple(n.std.flatten().tolist())
+
+
+def test_normalisation_comes_from_the_backbone(tiny_demo):
+    mean, std = pretrained_stats('tf_efficientnet_lite0')
+    assert np.allclose(mean, 0.5) and np.allclose(std, 0.5)    # what the Lite0 weights expect
+    learn = build_learner(_recipe(norm='pretrained'), tiny_demo, 'gender', num_workers=0)
+    assert np.allclose(_norm_stats(learn), pretrained_stats('mobilenetv2_100'), atol=1e-6)
+    learn = build_learner(_recipe(norm='report'), tiny_demo, 'gender', num_workers=0)
+    assert np.allclose(_norm_stats(learn), (REPORT_MEAN, REPORT_STD), atol=1e-6)
+    with pytest.raises(RecipeError, match='norm'): build_learner(_recipe(norm='nope'), tiny_demo, 'gender', num_workers=0)
+
+
+def test_report_recipes_keep_the_reports_statistics():
+    assert resolve('split_effnet_b3').norm == 'report' and resolve('baseline_mobilenetv2').norm == 'report'
+    assert resolve('cpu_split_lite0').norm == 'pretrained'
+
+
+@pytest.mark.parametrize('bn', ['frozen', 'train'])
+def test_frozen_epochs_leave_the_body_alone(tiny_demo, tmp_path, bn):
+    r = _recipe(freeze_epochs=1, epochs=0, bn=bn, lr=1e-2)
+    learn = build_learner(r, tiny_demo, 'gender', num_workers=0)
+    body, head = body_head(learn.model)
+    before = {k: v.clone() for k, v in learn.model.state_dict().items()}
+    head_before = [p.clone() for p in head]
+    fit_task(learn, tmp_path)
+    after = learn.model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    head_keys = {k for k in before if k.startswith('classifier')}
+    assert changed & head_keys and any(not torch.equal(a, b) for a, b in zip(head_before, head))  # the head learned
+    convs = {k for k in before if k.endswith('weight') and before[k].ndim == 4}
+    assert not changed & convs                                                                   # the body did not
+    if bn == 'frozen': assert changed <= head_keys    # running statistics and BN weights stay too
+    else: assert any('running_mean' in k for k in changed)                       # fastai's train_bn: BN keeps training
+
+
+def test_frozen_bn_keeps_running_statistics_while_weights_train(tiny_demo, tmp_path):
+    learn = build_learner(_recipe(bn='frozen', lr=1e-2), tiny_demo, 'gender', num_workers=0)
+    assert any(isinstance(c, FrozenBN) for c in learn.cbs)
+    before = {k: v.clone() for k, v in learn.model.state_dict().items()}
+    fit_task(learn, tmp_path)
+    after = learn.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if 'running_' in k)
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.endswith('weight') and before[k].ndim == 4)
+
+
+def test_fastai_head_and_splitter():
+    m = create_model('mobilenetv2_100', 3, head='fastai')
+    body, head = body_head(m)
+    assert isinstance(m, torch.nn.Sequential) and m(torch.rand(2, 3, 32, 32)).shape == (2, 3)
+    assert len(body) + len(head) == len(list(m.parameters())) and any(p.ndim == 2 for p in head)
+    with pytest.raises(RecipeError, match='head'): create_model('mobilenetv2_100', 3, head='mlp')
+
+
+def test_probe_head_equals_logistic_regression():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 8)).astype(np.float32)
+    for n in (2, 3):
+        y = (x[:, 0] > 0).astype(int) + ((x[:, 1] > 0.5).astype(int) if n == 3 else 0)
+        w, b = probe.fit_head(x, y, n)
+        from sklearn.linear_model import LogisticRegression
+        mu, sd = x.mean(0), x.std(0) + 1e-6
+        lr = LogisticRegression(C=probe.PROBE_C, max_iter=2000, class_weight='balanced', random_state=0).fit((x - mu) / sd, y)
+        p = torch.softmax(torch.from_numpy(x) @ w.T + b, -1).numpy()
+        assert np.allclose(p, lr.predict_proba((x - mu) / sd), atol=1e-4)
+
+
+def test_probe_caches_features_once(tiny_demo, tmp_path, monkeypatch):
+    from fastmask.io import cache_root
+    from fastmask.models.backbones import Prelogits
+    r = resolve('probe_lite0', size=32, bs=16, tasks=('gender',))
+    d1 = run_recipe(r, tiny_demo, out=tmp_path, num_workers=0)
+    files = sorted((cache_root() / 'features').glob('*.npy'))
+    assert files, 'the probe wrote no feature cache'
+    stamps = {f: f.stat().st_mtime_ns for f in files}
+    def no_forward(self, x): raise AssertionError('features were computed again')
+    monkeypatch.setattr(Prelogits, 'forward', no_forward)
+    d2 = run_recipe(r, tiny_demo, out=tmp_path, num_workers=0)
+    assert {f: f.stat().st_mtime_ns for f in files} == stamps   # the second run read the cache
+    s1, s2 = (json.loads((d / 'summary.json').read_text()) for d in (d1, d2))
+    assert s1['valid_f1_gender'] == s2['valid_f1_gender'] and s1['epochs'] == {'gender': 0}
+    assert (d1 / 'model_gender.pth').is_file()   # a probe is an ordinary task model: predict / evaluate use it
+
+
+def test_precision_flags_reach_learner_and_config(tiny_demo, tmp_path):
+    r = _recipe(precision='bf16', channels_last=True, tasks=('gender',))
+    learn = build_learner(r, tiny_demo, 'gender', num_workers=0)
+    assert learn.speed['precision'] == 'bf16' and learn.speed['channels_last']
+    assert any(isinstance(c, Autocast) for c in learn.cbs) and any(isinstance(c, ChannelsLast) for c in learn.cbs)
+    learn = build_learner(_recipe(precision='fp32', channels_last=False), tiny_demo, 'gender', num_workers=0)
+    assert learn.speed['precision'] == 'fp32' and not any(isinstance(c, (Autocast, ChannelsLast)) for c in learn.cbs)
+    d = run_recipe(r, tiny_demo, out=tmp_path, num_workers=0)
+    cfg = json.loads((d / 'config.json').read_text())
+    assert cfg['recipe']['precision'] == 'bf16' and cfg['recipe']['channels_last'] is True
+
+
+def test_set_parses_recipe_fields():
+    assert parse_set('bn=frozen') == ('bn', 'frozen') and parse_set('freeze-epochs=2') == ('freeze_epochs', 2)
+    assert parse_set('wd=0.05') == ('wd', 0.05) and parse_set('channels_last=false') == ('channels_last', False)
+    assert parse_set('channels_last=none') == ('channels_last', None) and parse_set('tasks=mask,age') == ('tasks', ('mask', 'age'))
+    for bad in ('nofield=1', 'wd=abc', 'bn'):
+        with pytest.raises(RecipeError, match='--set'): parse_set(bad)

@@ -353,7 +353,7 @@ def data_noise_cmd(run_dir: Optional[Path] = typer.Argument(None, help='a finish
                    fix_labels: bool = typer.Option(False, '--fix-labels', help='correct the known label noise first'),
                    relabel: Optional[Path] = typer.Option(None, help='apply a reviewed relabel CSV first (a second round)'),
                    set_: Optional[List[str]] = typer.Option(None, '--set', help='any recipe field, FIELD=VALUE (repeatable)')):
-    "Find likely mislabelled photos and people with cleanlab on out-of-fold probabilities (needs fastmask[noise])."
+    "Find likely mislabelled photos and people with cleanlab on out-of-fold probabilities (needs the noise extra: cleanlab)."
     import pandas as pd
     from fastmask.io import read_json
     from fastmask.models.backbones import check_arch

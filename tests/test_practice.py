@@ -134,7 +134,7 @@ def test_real_faces_with_mtcnn(shared_data, tmp_path):
     d = tmp_path / 'utk'
     d.mkdir()
     for f in sorted((shared_data / 'utkface' / 'images').iterdir())[:5]: (d / f.name).symlink_to(f)
-    summary = make_proxy(d, tmp_path / 'p', persons=4, eval_persons=1, seed=0, detector='mtcnn')
+    summary = make_proxy(d, tmp_path / 'p', persons=4, eval_persons=1, seed=0, detector='mtcnn', ages=None)
     assert summary['detector'] == 'mtcnn' and 0 <= summary['template_fallbacks'] <= 5
     assert len(read_train(tmp_path / 'p')) == 28
     assert all(mask_from_stem(s) in (0, 1, 2) for s in read_train(tmp_path / 'p')['photo'])

@@ -2,15 +2,22 @@
 import numpy as np
 import pytest
 import torch
+from fastai.callback.core import Callback
 
 from fastmask import settings as accel
 from fastmask.callbacks.speed import Autocast, ChannelsLast, accelerate
-from fastmask.settings import (autocast_ctx, configure, inference_model, resolve_precision, speed, tune_allocator,
-                               use_channels_last)
+from fastmask.settings import (autocast_ctx, configure, cpu_bf16_fast, inference_model, resolve_precision, speed,
+                               tune_allocator, use_channels_last)
 
 
-def test_auto_is_off_on_cpu():
-    assert resolve_precision('cpu') == 'fp32' and not use_channels_last('cpu')
+def test_auto_on_cpu_follows_native_bf16(tmp_path):
+    fast = cpu_bf16_fast()
+    assert resolve_precision('cpu') == ('bf16' if fast else 'fp32') and use_channels_last('cpu') is fast
+    flags = tmp_path / 'cpuinfo'
+    flags.write_text('processor : 0\nflags : fpu sse avx2 avx512f avx512_bf16\n')
+    assert cpu_bf16_fast.__wrapped__(str(flags))
+    flags.write_text('processor : 0\nflags : fpu sse avx2 avx512f\n')
+    assert not cpu_bf16_fast.__wrapped__(str(flags)) and not cpu_bf16_fast.__wrapped__(str(tmp_path / 'none'))
     assert resolve_precision('cpu', 'bf16') == 'bf16' and use_channels_last('cpu', True)
     with speed(precision='fp16', channels_last=True, cache=False):
         assert accel.SETTINGS.cache is False and resolve_precision('cpu') == 'fp16' and use_channels_last('cpu')
@@ -43,10 +50,20 @@ def _bf16_cpu_ok() -> bool:
     except Exception: return False
 
 
-def test_default_cpu_learner_has_no_speed_callbacks(tiny_demo):
-    learn = _learner(tiny_demo)
+def test_fp32_cpu_learner_has_no_speed_callbacks(tiny_demo):
+    learn = _learner(tiny_demo, precision='fp32', channels_last=False)
     assert learn.speed == dict(precision='fp32', channels_last=False, compile=False)
     assert not any(isinstance(c, (Autocast, ChannelsLast)) for c in learn.cbs)
+
+
+def test_autocast_state_never_outlives_a_failed_batch(tiny_demo):
+    "A forward that raises inside bf16 autocast leaves no autocast behind (a study's failed member must not taint the next)."
+    learn = _learner(tiny_demo, precision='bf16', channels_last=False)
+    def boom(self, *a): raise RuntimeError('boom')
+    learn.add_cb(type('Boom', (Callback,), dict(after_pred=boom))())
+    with pytest.raises(RuntimeError, match='boom'): learn.fit(1, 1e-3)
+    assert not torch.is_autocast_enabled('cpu')
+    assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
 
 
 @pytest.mark.skipif(not _bf16_cpu_ok(), reason='bf16 autocast unsupported on this CPU build')

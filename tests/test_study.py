@@ -7,8 +7,8 @@ from typer.testing import CliRunner
 from fastmask.cli import app
 from fastmask.runners.run import is_finished
 from fastmask.errors import RecipeError
-from fastmask.recipes import get_recipe
-from fastmask.tools.study import STUDIES, register_study, run_study, study_members
+from fastmask.recipes import get_recipe, resolve
+from fastmask.tools.study import STUDIES, parse_member, register_study, run_study, study_members
 
 TINY = dict(epochs=1, size=32)
 MEMBERS = ['baseline_mobilenetv2', 'split_mobilenetv2']
@@ -98,9 +98,10 @@ def test_unknown_recipe_fails_before_training(tiny_demo, tmp_path):
 
 def test_named_studies_list_and_registry():
     for name, s in STUDIES.items():
-        assert s['description'] and all(get_recipe(m) for m in s['members'])  # every member is a known recipe
-    assert study_members('transfer') == ('transfer', ('baseline_effnet_lite0', 'split_effnet_lite0'),
-                                         STUDIES['transfer']['description'])
+        assert s['description'] and all(get_recipe(parse_member(m)[0]) for m in s['members'])  # known recipes
+        for m in s['members']: resolve(parse_member(m)[0], **parse_member(m)[1])             # valid settings
+    assert study_members('transfer') == ('transfer', STUDIES['transfer']['members'], STUDIES['transfer']['description'])
+    assert 'probe_lite0' in STUDIES['transfer']['members'] and 'cpu_split_lite0' in STUDIES['transfer']['members']
     assert 'sweep_age_cut' in study_members('report')[1] and 'ensemble_final' in study_members('report')[1]
     res = CliRunner().invoke(app, ['study', '--list'])
     assert res.exit_code == 0 and 'transfer' in res.output and 'split_effnet_lite0' in res.output

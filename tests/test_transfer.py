@@ -17,7 +17,7 @@ from fastmask.runners.train import build_learner, fit_task
 
 
 def _recipe(**kw):
-    return resolve('baseline_mobilenetv2', quick=True, size=32, bs=16, epochs=1, **kw)
+    return resolve('baseline_mobilenetv2', quick=True, **{**dict(size=32, bs=16, epochs=1), **kw})
 
 
 def _norm_stats(learn):

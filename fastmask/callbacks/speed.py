@@ -19,20 +19,25 @@ class ChannelsLast(Callback):
                               for x in self.xb)
 
 
+class _AutocastForward:
+    "A model's forward run under `torch.autocast`: the context closes even when the forward raises."
+    def __init__(self, forward, device_type: str, dtype): self.forward, self.device_type, self.dtype = forward, device_type, dtype
+    def __call__(self, *args, **kwargs):
+        with torch.autocast(self.device_type, dtype=self.dtype): return self.forward(*args, **kwargs)
+
+
 class Autocast(Callback):
-    "bf16 autocast of forward and loss on any device (fastai's MixedPrecision is CUDA-only); no scaler needed."
+    """bf16 autocast of the forward pass on any device (fastai's MixedPrecision is CUDA-only); no scaler needed.
+
+    The model's own forward is wrapped (an instance attribute: parameters and `state_dict` are untouched), so no
+    autocast state outlives a batch, whatever happens in it; the loss is computed in fp32 from fp32 predictions."""
     order = MixedPrecision.order
     def __init__(self, dtype=torch.bfloat16): self.dtype = dtype
-    ctx = None
     def before_batch(self):
-        self.ctx = torch.autocast(as_device(self.dls.device).type, dtype=self.dtype)
-        self.ctx.__enter__()
+        m = self.learn.model
+        if not isinstance(m.__dict__.get('forward'), _AutocastForward):
+            m.forward = _AutocastForward(m.forward, as_device(self.dls.device).type, self.dtype)
     def after_pred(self): self.learn.pred = self.pred.float() if torch.is_floating_point(self.pred) else self.pred
-    def after_loss(self): self._exit()
-    def after_cancel_batch(self): self._exit()
-    def _exit(self):
-        if self.ctx is not None: self.ctx.__exit__(None, None, None)
-        self.ctx = None
 
 
 def accelerate(learn, precision: str | None = None, channels_last: bool | None = None, compile: bool | None = None):

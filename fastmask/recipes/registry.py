@@ -9,7 +9,7 @@ from fastmask.labels import DEFAULT_AGE_CUT
 from fastmask.models.backbones import offline_available
 
 __all__ = ['Recipe', 'RECIPES', 'register', 'get_recipe', 'list_recipes', 'quick', 'override', 'resolve', 'QUICK',
-           'parse_set', 'LEGACY']
+           'parse_set', 'LEGACY', 'as_tuples']
 
 SPLIT_TASKS = ('mask', 'gender', 'age')
 
@@ -81,11 +81,15 @@ class Recipe:
     def from_dict(cls, d: dict) -> 'Recipe':
         "Rebuild a recipe from `to_dict` output (lists back to tuples); fields older run folders lack get their old values."
         names = {f.name for f in fields(cls)}
-        tup = lambda v: tuple(tup(x) for x in v) if isinstance(v, list) else v
-        return cls(**{**LEGACY, **{k: tup(v) for k, v in d.items() if k in names}})
+        return cls(**{**LEGACY, **{k: as_tuples(v) for k, v in d.items() if k in names}})
 
 
 RECIPES: dict[str, Recipe] = {}
+
+
+def as_tuples(v):
+    "JSON lists back to the tuples recipes hold (nested too), e.g. config.json's `tasks` or `extras`."
+    return tuple(as_tuples(x) for x in v) if isinstance(v, list) else v
 
 #: what a recipe field meant before it existed (run folders written by fastmask 0.1 normalised with the report's stats)
 LEGACY = dict(norm='report')
@@ -169,6 +173,7 @@ def quick(recipe: Recipe) -> Recipe:
 def resolve(name: str | Recipe, quick: bool = False, **changes) -> Recipe:
     "A recipe by name with `--quick` and command-line overrides applied (how runners derive member recipes)."
     r = get_recipe(name) if isinstance(name, str) else name
+    if changes.get('arch') is not None: r = override(r, arch=changes['arch'])  # quick's offline-weights test sees it
     r = override(globals()['quick'](r) if quick else r, **changes)
     if quick and r.swa_start is not None and r.swa_start >= r.epochs:  # --quick --epochs N: still average the tail
         r = replace(r, swa_start=max(0, r.epochs - 2))

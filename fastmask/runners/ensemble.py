@@ -46,6 +46,8 @@ def member_runs(recipe: Recipe, src: DataSource, out, overrides: dict | None = N
             log(f'{recipe.name}: reusing {name} run {d}')
             res[name] = (d, True)
             record(name, d)
+        elif name in started and is_finished(started[name]):     # finished, though no longer `find_run`'s match
+            res[name] = (Path(started[name]), True)
         elif name in started and Path(started[name], 'config.json').is_file():
             log(f'{recipe.name}: continuing {name} run {started[name]}')
             res[name] = (resume_run(started[name], num_workers=opts.get('num_workers')), False)

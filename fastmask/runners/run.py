@@ -19,7 +19,7 @@ from fastmask.callbacks.distributed import rank0_run_dir
 from fastmask.callbacks.trackers import check_tracker, tracking
 from fastmask.errors import FastmaskError
 from fastmask.io import read_json, write_json
-from fastmask.recipes.registry import Recipe, get_recipe
+from fastmask.recipes.registry import Recipe, as_tuples, get_recipe
 from fastmask.runinfo import environment
 from fastmask.runners.registry import get_runner
 from fastmask.settings import Speed, configure, current
@@ -139,4 +139,5 @@ def resume_run(run_dir, num_workers: int | None = None) -> Path:
     configure(**{k: v for k, v in opts.get('speed', {}).items() if k in Speed.__dataclass_fields__})
     with interruptible(run_dir):
         return finish_run(r, src, run_dir, weights=cfg.get('weights'), num_workers=nw,
-                          out=Path(opts.get('out', run_dir.parent.parent)), overrides=cfg.get('overrides', {}))
+                          out=Path(opts.get('out', run_dir.parent.parent)),
+                          overrides={k: as_tuples(v) for k, v in cfg.get('overrides', {}).items()})

@@ -32,7 +32,7 @@ from fastmask.labels import task_names
 from fastmask.losses import get_loss
 from fastmask.models.backbones import Prelogits, body_head, create_model, pretrained_stats
 from fastmask.models.probe import feature_key, features, fit_head, set_head
-from fastmask.optim import get_opt
+from fastmask.optim import CONTIGUOUS_ONLY, get_opt
 from fastmask.progress import learner_bars
 from fastmask.recipes.registry import Recipe, resolve
 from fastmask.runners.registry import register_runner
@@ -80,7 +80,8 @@ def build_learner(recipe: Recipe, data, task: str | None = None, weights=None, s
                     train_bn=(r.bn == 'train'))
     learn.recipe, learn.task, learn.stats, learn.weights = r, task, stats, weights
     apply_cutmix(apply_sampling(learn))
-    accelerate(learn, precision=r.precision, channels_last=r.channels_last)  # bf16 + channels-last where they pay
+    cl = False if r.opt in CONTIGUOUS_ONLY and r.channels_last is None else r.channels_last   # auto: never for those
+    accelerate(learn, precision=r.precision, channels_last=cl)  # bf16 + channels-last where they pay
     return learn
 
 

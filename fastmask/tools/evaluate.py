@@ -14,7 +14,7 @@ from sklearn.metrics import f1_score
 from matplotlib.figure import Figure
 
 from fastmask.errors import FastmaskError
-from fastmask.inference.predict import combine_tasks, run_kind, run_models, soft_vote, split_tasks, task_probs
+from fastmask.inference.predict import combine_tasks, run_models, soft_vote, split_tasks, task_probs
 from fastmask.inference.scoring import macro_f1
 from fastmask.io import read_json, write_csv, write_json
 from fastmask.labels import DEFAULT_AGE_CUT, TASKS, decode, task_names
@@ -37,7 +37,7 @@ def run_parts(run_dir) -> list[Path]:
     if any(run_dir.glob('model_*.pth')): return []
     if folds := fold_dirs(run_dir): return folds
     members = run_dir / 'members.json'
-    if run_kind(run_dir) != 'ensemble' or not members.is_file(): return []
+    if not members.is_file(): return []
     parts = [Path(p) for p in read_json(members).values()]
     gone = [p for p in parts if not p.is_dir()]
     if gone: raise EvaluateError(f'{members}: member run folder {gone[0]} does not exist')

@@ -67,10 +67,12 @@ def load_run_module(run_dir) -> tuple[RunModule, dict]:
         loaded = {t: load_task_model(p) for t, p in run_models(d).items()}
         members.append({t: m for t, (m, _) in loaded.items()})
         metas += [meta for _, meta in loaded.values()]
-    shapes = {(m['size'], round(float(m['crop']), 6)) for m in metas}
-    if len(shapes) != 1: raise ExportError(f'{run_dir}: models expect different input sizes/crops {sorted(shapes)}')
+    shapes = {(m['size'], round(float(m['crop']), 6), repr(m.get('stats'))) for m in metas}
+    if len(shapes) != 1: raise ExportError(f'{run_dir}: models expect different input sizes/crops/normalisations {sorted(shapes)}')
     size, crop = metas[0]['size'], metas[0]['crop']
+    stats = metas[0].get('stats')   # the normalisation the models were trained with (None: the report's, older runs)
     return RunModule(members).eval(), dict(size=int(size), crop=float(crop), members=len(members),
+                                           stats=[list(s) for s in stats] if stats else None,
                                            tasks=sorted({t for m in members for t in m}))
 
 
@@ -87,8 +89,9 @@ def onnx_session(path):
     return ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
 
 
-def _batches(paths, size, crop, bs, num_workers):
-    for (xb,) in infer_dl(list(map(str, paths)), size, crop, bs=bs, num_workers=num_workers, device=torch.device('cpu')):
+def _batches(paths, size, crop, bs, num_workers, stats=None):
+    for (xb,) in infer_dl(list(map(str, paths)), size, crop, bs=bs, num_workers=num_workers, device=torch.device('cpu'),
+                          stats=stats):
         yield torch.as_tensor(xb).float()
 
 
@@ -101,7 +104,7 @@ def onnx_predict_paths(path, paths, bs: int = 64, num_workers: int | None = None
     sess, meta = onnx_session(path), read_json(path.with_name(path.name + '.json'))
     name = sess.get_inputs()[0].name
     out = []
-    for xb in _batches(paths, meta['size'], meta['crop'], bs, num_workers):
+    for xb in _batches(paths, meta['size'], meta['crop'], bs, num_workers, meta.get('stats')):
         p = sess.run(None, {name: xb.numpy()})[0]
         if tta: p = (p + sess.run(None, {name: xb.flip(-1).numpy()})[0]) / 2
         out.append(p)
@@ -111,7 +114,7 @@ def onnx_predict_paths(path, paths, bs: int = 64, num_workers: int | None = None
 @torch.no_grad()
 def torch_predict_paths(module: RunModule, meta: dict, paths, bs: int = 64, num_workers: int | None = None) -> np.ndarray:
     "18-class probabilities of image files from the PyTorch `RunModule` (the reference for the ONNX check)."
-    return np.concatenate([module(xb).numpy() for xb in _batches(paths, meta['size'], meta['crop'], bs, num_workers)])
+    return np.concatenate([module(xb).numpy() for xb in _batches(paths, meta['size'], meta['crop'], bs, num_workers, meta.get('stats'))])
 
 
 def _check_paths(run_dir: Path, n: int) -> list[str]:

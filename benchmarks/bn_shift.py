@@ -37,6 +37,7 @@ def main():
     print(f'{ARCH}: {len(bns)} BatchNorm layers; eps {sorted({m.eps for _, m in bns})}, momentum {sorted({m.momentum for _, m in bns})}')
     dl = infer_dl(paths, a.size, 0.0, bs=a.bs, num_workers=0, device='cpu', stats=pretrained_stats(ARCH))
     ratios, zero = {n: [] for n, _ in bns}, {n: float((m.running_var == 0).float().mean()) for n, m in bns}
+    live = {n: [] for n, _ in bns}   # channels dead on ImageNet (running variance 0) that vary on faces
     hooks = []
     for n, m in bns:
         def hook(mod, inp, out, n=n):
@@ -45,6 +46,7 @@ def main():
             rstd = (mod.running_var + mod.eps).sqrt()
             ok = mod.running_var > 0
             ratios[n].append(float((bstd[ok] / rstd[ok]).median()))
+            live[n].append(float((bstd[~ok] > 1e-3).float().mean()) if (~ok).any() else 0.0)
         hooks.append(m.register_forward_hook(hook))
     feats_eval, feats_train = [], []
     with torch.no_grad():
@@ -56,21 +58,23 @@ def main():
         for (xb,) in dl: feats_train.append(body(xb))
         body.load_state_dict(state)
     fe, ft = torch.cat(feats_eval), torch.cat(feats_train)
-    cos = torch.nn.functional.cosine_similarity(fe, ft).numpy()
+    cos = torch.nn.functional.cosine_similarity(torch.as_tensor(fe).float(), torch.as_tensor(ft).float()).numpy()
     r = np.array([np.mean(v) for v in ratios.values()])
     print(f'batch std / running std per layer: median {np.median(r):.2f}, 10%-90% {np.quantile(r, .1):.2f}-{np.quantile(r, .9):.2f}, '
           f'first layer {r[0]:.2f}, last layer {r[-1]:.2f}')
     print(f'layers with running variance exactly 0 in some channels: {sum(v > 0 for v in zero.values())} '
-          f'(max share {max(zero.values()):.1%})')
+          f'(max share {max(zero.values()):.1%}); of those channels, {np.mean([np.mean(v) for n, v in live.items() if zero[n] > 0]):.1%} '
+          f'vary on face batches, where eval mode divides them by sqrt(eps) = {bns[0][1].eps ** .5:.3f}')
     print(f'pooled features, train-mode vs eval-mode cosine similarity: mean {cos.mean():.3f}, '
           f'10%-90% {np.quantile(cos, .1):.3f}-{np.quantile(cos, .9):.3f}')
     with torch.no_grad():   # the same 8 images in two different batches: how much batch statistics alone move them
-        xb = next(iter(dl))[0]
+        it = iter(dl)
+        xb, other = next(it)[0], next(it)[0]
         body.train()
         a1 = body(xb)[:8]
-        a2 = body(torch.cat([xb[:8], xb.flip(0)[:-8]]))[:8]
+        a2 = body(torch.cat([xb[:8], other[8:]]))[:8]
         body.load_state_dict(state)
-    print(f'same images, other batch mates (train mode): cosine similarity {torch.nn.functional.cosine_similarity(a1, a2).mean():.3f}')
+    print(f'same images, other batch mates (train mode): cosine similarity {float(torch.nn.functional.cosine_similarity(a1, a2).mean()):.3f}')
 
 
 if __name__ == '__main__':

@@ -1,9 +1,11 @@
 """Process-wide speed settings (precision, channels-last, compile, image cache) and how `auto` resolves per device.
 
-`auto` precision means bf16 autocast (or fp16 with loss scaling where CUDA lacks bf16) on CUDA, bf16 autocast on
-a CPU that runs bf16 natively (avx512_bf16 or AMX), and fp32 elsewhere; `auto` channels-last follows the same
-rule. Measured on a 2-core avx512_bf16 CPU: bf16 + channels-last trains MobileNetV2 and EfficientNet-Lite0 at
-128 px 1.6x faster than fp32 (`benchmarks/precision.py`).
+`auto` precision means bf16 autocast (or fp16 with loss scaling where CUDA lacks bf16) on CUDA and fp32 on a
+CPU; `auto` channels-last means on for CUDA and for an AVX-512 CPU (oneDNN's channels-last kernels), off elsewhere.
+Measured on a 2-core avx512_bf16 CPU in fastai's training loop (EfficientNet-Lite0, 128-160 px, batch 32): fp32 +
+channels-last trains 1.43x faster than plain fp32, while bf16 autocast + channels-last is slower than fp32 +
+channels-last (its casts cost more than the bf16 arithmetic saves on 2 cores), so `auto` keeps fp32 on a CPU;
+`--precision bf16` still turns bf16 autocast on (`benchmarks/precision.py`).
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ['PRECISIONS', 'Speed', 'SETTINGS', 'current', 'configure', 'speed', 'tune_allocator', 'cpu_bf16_fast',
+__all__ = ['PRECISIONS', 'Speed', 'SETTINGS', 'current', 'configure', 'speed', 'tune_allocator', 'cpu_flags', 'cpu_bf16_fast', 'cpu_channels_last_fast',
            'resolve_precision', 'use_channels_last', 'as_device', 'autocast_ctx', 'inference_model']
 
 PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
@@ -24,7 +26,7 @@ PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
 class Speed:
     "Speed settings of a process; `auto` resolves per device (see the module docstring)."
     precision: str = 'auto'              # auto | fp32 | bf16 | fp16
-    channels_last: bool | None = None    # None: wherever `auto` precision would use mixed precision
+    channels_last: bool | None = None    # None: on CUDA and on an AVX-512 CPU
     compile: bool = False                # opt-in torch.compile of the model (in place, state_dict keys unchanged)
     compile_backend: str = 'inductor'
     cache: bool = True                   # decoded-image cache for training and prediction
@@ -74,12 +76,21 @@ def tune_allocator() -> bool:
 
 
 @lru_cache(maxsize=None)
-def cpu_bf16_fast(cpuinfo: str = '/proc/cpuinfo') -> bool:
-    "Whether this CPU computes bf16 natively (avx512_bf16 or AMX flags), so that bf16 autocast is faster than fp32."
+def cpu_flags(cpuinfo: str = '/proc/cpuinfo') -> frozenset:
+    "The CPU's feature flags (Linux `/proc/cpuinfo`; empty elsewhere)."
     try: text = Path(cpuinfo).read_text()
-    except OSError: return False
-    flags = next((ln.split(':', 1)[1].split() for ln in text.splitlines() if ln.startswith('flags')), [])
-    return bool({'avx512_bf16', 'amx_bf16'} & set(flags))
+    except OSError: return frozenset()
+    return frozenset(next((ln.split(':', 1)[1].split() for ln in text.splitlines() if ln.startswith('flags')), []))
+
+
+def cpu_bf16_fast(cpuinfo: str = '/proc/cpuinfo') -> bool:
+    "Whether this CPU computes bf16 natively (avx512_bf16 or AMX flags)."
+    return bool({'avx512_bf16', 'amx_bf16'} & cpu_flags(cpuinfo))
+
+
+def cpu_channels_last_fast(cpuinfo: str = '/proc/cpuinfo') -> bool:
+    "Whether channels-last pays on this CPU: AVX-512 (oneDNN's blocked kernels); measured 1.43x on such a CPU."
+    return 'avx512f' in cpu_flags(cpuinfo)
 
 
 def as_device(d) -> torch.device:
@@ -92,15 +103,15 @@ def resolve_precision(device=None, precision: str | None = None) -> str:
     p, dev = precision or SETTINGS.precision, as_device(device)
     if p != 'auto': return p
     if dev.type == 'cuda': return 'bf16' if torch.cuda.is_bf16_supported() else 'fp16'
-    return 'bf16' if dev.type == 'cpu' and cpu_bf16_fast() else 'fp32'
+    return 'fp32'
 
 
 def use_channels_last(device=None, channels_last: bool | None = None) -> bool:
-    "Whether to use the channels-last memory format on `device` (`None`: where `auto` precision is mixed)."
+    "Whether to use the channels-last memory format on `device` (`None`: CUDA, and a CPU where it pays)."
     c = SETTINGS.channels_last if channels_last is None else channels_last
     if c is not None: return bool(c)
     dev = as_device(device)
-    return dev.type == 'cuda' or (dev.type == 'cpu' and cpu_bf16_fast())
+    return dev.type == 'cuda' or (dev.type == 'cpu' and cpu_channels_last_fast())
 
 
 def autocast_ctx(device=None, precision: str | None = None):

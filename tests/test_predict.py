@@ -2,6 +2,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import f1_score
 
 from fastmask.labels import encode
 from fastmask.inference.predict import combine_tasks, soft_vote, write_submission
@@ -46,3 +47,12 @@ def test_submission_and_score_files(tmp_path):
     pd.DataFrame({'ImageID': ['a.jpg', 'b.jpg', 'c.jpg'], 'ans': [17, 5, 1]}).to_csv(tmp_path / 't.csv', index=False)
     s = score_files(tmp_path / 'sub.csv', tmp_path / 't.csv')
     assert s['f1_gender'] == 1.0 and s['f1'] < 1.0
+
+
+def test_age_of_task_models_is_scored_on_true_groups():
+    "A gender + age run (e.g. a face CSV) scores its age head against the ages' true groups (>= 60 from 60)."
+    df = pd.DataFrame({'gender': [0, 1, 0, 1], 'pred_gender': [0, 1, 1, 1], 'age': [25, 45, 59, 60],
+                       'pred_age': [0, 1, 2, 2]})
+    s = scores(df)
+    assert s['valid_f1_gender'] == round(f1_score([0, 1, 0, 1], [0, 1, 1, 1], average='macro'), 4)
+    assert s['valid_f1_age'] == round(f1_score([0, 1, 1, 2], [0, 1, 2, 2], average='macro'), 4)

@@ -6,18 +6,18 @@ from fastai.callback.core import Callback
 
 from fastmask import settings as accel
 from fastmask.callbacks.speed import Autocast, ChannelsLast, accelerate
-from fastmask.settings import (autocast_ctx, configure, cpu_bf16_fast, inference_model, resolve_precision, speed,
+from fastmask.settings import (autocast_ctx, configure, cpu_bf16_fast, cpu_channels_last_fast, cpu_flags, inference_model, resolve_precision, speed,
                                tune_allocator, use_channels_last)
 
 
-def test_auto_on_cpu_follows_native_bf16(tmp_path):
-    fast = cpu_bf16_fast()
-    assert resolve_precision('cpu') == ('bf16' if fast else 'fp32') and use_channels_last('cpu') is fast
-    flags = tmp_path / 'cpuinfo'
-    flags.write_text('processor : 0\nflags : fpu sse avx2 avx512f avx512_bf16\n')
-    assert cpu_bf16_fast.__wrapped__(str(flags))
-    flags.write_text('processor : 0\nflags : fpu sse avx2 avx512f\n')
-    assert not cpu_bf16_fast.__wrapped__(str(flags)) and not cpu_bf16_fast.__wrapped__(str(tmp_path / 'none'))
+def test_auto_on_cpu_is_fp32_with_channels_last_where_it_pays(tmp_path):
+    assert resolve_precision('cpu') == 'fp32' and use_channels_last('cpu') is cpu_channels_last_fast()
+    new, old = tmp_path / 'new', tmp_path / 'old'   # the flags are read once per file (cached)
+    new.write_text('processor : 0\nflags : fpu sse avx2 avx512f avx512_bf16\n')
+    old.write_text('processor : 0\nflags : fpu sse avx2\n')
+    assert cpu_bf16_fast(str(new)) and cpu_channels_last_fast(str(new))
+    assert not cpu_bf16_fast(str(old)) and not cpu_channels_last_fast(str(old))
+    assert cpu_flags(str(tmp_path / 'none')) == frozenset()
     assert resolve_precision('cpu', 'bf16') == 'bf16' and use_channels_last('cpu', True)
     with speed(precision='fp16', channels_last=True, cache=False):
         assert accel.SETTINGS.cache is False and resolve_precision('cpu') == 'fp16' and use_channels_last('cpu')

@@ -6,7 +6,7 @@ import pandas as pd
 from sklearn.metrics import f1_score
 
 from fastmask.errors import LayoutError
-from fastmask.labels import decode
+from fastmask.labels import age_group, decode
 from fastmask.sources.competition import read_truth
 
 __all__ = ['macro_f1', 'scores', 'eval_truth', 'score_eval', 'score_files']
@@ -27,6 +27,8 @@ def scores(df: pd.DataFrame, prefix: str = 'valid_') -> dict[str, float]:
     else:
         for t in ('mask', 'gender'):
             if f'pred_{t}' in df.columns: out[f'f1_{t}'] = macro_f1(df[t], df[f'pred_{t}'])
+        if 'pred_age' in df.columns and 'age' in df.columns and df['age'].notna().all():   # true groups: cut 60
+            out['f1_age'] = macro_f1(age_group(df['age'].to_numpy()), df['pred_age'])
     return {f'{prefix}{k}': round(v, 4) for k, v in out.items()}
 
 

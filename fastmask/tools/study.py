@@ -21,6 +21,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from fastmask.errors import FastmaskError
+from fastmask.inference.scoring import scores
 from fastmask.io import atomic_dir, read_json
 from fastmask.recipes import parse_set, resolve
 from fastmask.runners.run import find_run, run_recipe
@@ -149,6 +150,8 @@ def _member(spec: str, recipe, data, src, out: Path, run_opts: dict, log) -> dic
             log(f'{recipe.name}: training')
             d, status = run_recipe(recipe, data, out, **run_opts), 'trained'
         s = read_json(Path(d) / 'summary.json')
+        vp = Path(d) / 'valid_preds.csv'
+        if vp.is_file(): s.update(scores(pd.read_csv(vp)))   # today's scorer, also for runs scored by an older one
         row.update({k: s.get(k) for k in _SCORES + _EVAL}, status=status, wall_time_s=s.get('wall_time_s'),
                    run_dir=str(d), error='')
     except (KeyboardInterrupt, SystemExit): raise

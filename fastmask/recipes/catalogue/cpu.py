@@ -4,7 +4,7 @@ the body's BatchNorm keeps its running statistics). Settings measured on 2 cores
 from fastmask.models.lite0 import ARCH
 from fastmask.recipes.registry import SPLIT_TASKS, Recipe, register
 
-#: shared by the CPU recipes: backbone statistics (0.5/0.5 for Lite0), bf16 + channels-last where the CPU has bf16
+#: shared by the CPU recipes: backbone statistics (0.5/0.5 for Lite0); `auto`: fp32 + channels-last on an AVX-512 CPU
 CPU = dict(arch=ARCH, pretrained=True, norm='pretrained', precision='auto', bs=32, valid_pct=0.15)
 
 register(Recipe(
@@ -19,7 +19,7 @@ FINE = dict(head_init='probe', bn='frozen', epochs=3, lr=5e-4, lr_mult=25.0, siz
 register(Recipe(
     name='cpu_split_lite0',
     description='Mask, gender and age Lite0 models for a 2-core CPU: head from a linear probe, then 3 epochs of the '
-                'whole network (body lr / 25) with frozen BatchNorm statistics, bf16 + channels-last where fast',
+                'whole network (body lr / 25) with frozen BatchNorm statistics, channels-last where fast',
     tasks=SPLIT_TASKS, **FINE))
 
 register(Recipe(

@@ -81,12 +81,15 @@ def test_probe_head_equals_logistic_regression():
     x = rng.normal(size=(200, 8)).astype(np.float32)
     for n in (2, 3):
         y = (x[:, 0] > 0).astype(int) + ((x[:, 1] > 0.5).astype(int) if n == 3 else 0)
-        w, b = probe.fit_head(x, y, n)
-        from sklearn.linear_model import LogisticRegression
-        mu, sd = x.mean(0), x.std(0) + 1e-6
-        lr = LogisticRegression(C=probe.PROBE_C, max_iter=2000, class_weight='balanced', random_state=0).fit((x - mu) / sd, y)
-        p = torch.softmax(torch.from_numpy(x) @ w.T + b, -1).numpy()
-        assert np.allclose(p, lr.predict_proba((x - mu) / sd), atol=1e-4)
+        from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+        from sklearn.metrics import f1_score, make_scorer
+        w, b = probe.fit_head(x, y, n, C=0.05)
+        lr = LogisticRegression(C=0.05, max_iter=2000, class_weight='balanced', random_state=0).fit(x, y)
+        assert np.allclose(torch.softmax(torch.from_numpy(x) @ w.T + b, -1).numpy(), lr.predict_proba(x), atol=1e-4)
+        w, b = probe.fit_head(x, y, n)   # C chosen by cross-validated macro F1
+        cv = LogisticRegressionCV(Cs=list(probe.PROBE_CS), cv=3, scoring=make_scorer(f1_score, average='macro'), max_iter=2000,
+                                  class_weight='balanced', random_state=0).fit(x, y)
+        assert np.allclose(torch.softmax(torch.from_numpy(x) @ w.T + b, -1).numpy(), cv.predict_proba(x), atol=1e-4)
 
 
 def test_probe_caches_features_once(tiny_demo, tmp_path, monkeypatch):

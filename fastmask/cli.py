@@ -27,6 +27,16 @@ def channels_last_option():
     return typer.Option(None, '--channels-last/--no-channels-last', help='channels-last memory format (default: auto)')
 
 
+def recipe_changes(epochs=None, size=None, bs=None, lr=None, arch=None, seed=None, tasks=None, pretrained=None, sets=(),
+                   **more) -> dict:
+    "The recipe overrides of a command's shared options and its `--set FIELD=VALUE` items (the architecture checked)."
+    from fastmask.models.backbones import check_arch
+    from fastmask.recipes import parse_set
+    if arch: check_arch(arch)
+    return dict(epochs=epochs, size=size, bs=bs, lr=lr, arch=arch, seed=seed, pretrained=pretrained,
+                tasks=tuple(tasks) if tasks else None, **more, **dict(parse_set(s) for s in sets or ()))
+
+
 def check_precision(precision: str | None) -> str | None:
     "A known precision name, or a one-line error."
     from fastmask.settings import PRECISIONS
@@ -101,12 +111,8 @@ def recipe_cmd(name: str = typer.Argument(..., help='recipe name (see `fastmask 
     from fastmask.settings import configure; configure(compile=compile, cache=not no_cache)
     from fastmask.recipes.registry import resolve
     from fastmask.runners.run import run_recipe
-    from fastmask.models.backbones import check_arch
-    if arch: check_arch(arch)
-    from fastmask.recipes import parse_set
-    changes = dict(epochs=epochs, size=size, bs=bs, lr=lr, arch=arch, seed=seed, pretrained=pretrained,
-                   tasks=tuple(tasks) if tasks else None, precision=check_precision(precision), channels_last=channels_last,
-                   **dict(parse_set(s) for s in set_ or ()))
+    changes = recipe_changes(epochs, size, bs, lr, arch, seed, tasks, pretrained, set_,
+                             precision=check_precision(precision), channels_last=channels_last)
     r = resolve(name, quick=quick, **changes)
     if folds or fold is not None:
         from fastmask.runners.kfold import as_kfold, fold_recipe
@@ -157,14 +163,10 @@ def tune_cmd(name: Optional[str] = typer.Argument(None, help='recipe name (not n
         for line in [f'wrote {p}' for p in files] + notes: typer.echo(line)
         return
     if name is None: fail('RECIPE: missing (the recipe to tune; see `fastmask recipes`)')
-    from fastmask.models.backbones import check_arch
-    from fastmask.recipes import parse_set
     from fastmask.settings import configure
     from fastmask.tools.tune import tune
     configure(compile=compile, cache=not no_cache)
-    if arch: check_arch(arch)
-    changes = dict(epochs=epochs, size=size, bs=bs, lr=lr, arch=arch, seed=seed, pretrained=pretrained,
-                   tasks=tuple(tasks) if tasks else None, **dict(parse_set(s) for s in set_ or ()))
+    changes = recipe_changes(epochs, size, bs, lr, arch, seed, tasks, pretrained, set_)
     study = tune(name, data, out, trials=trials, timeout=timeout, space=space, metric=metric, pruner=pruner,
                  storage=storage, study_name=study_name, resume=resume, quick=quick, overrides=changes,
                  weights=weights, num_workers=workers, skip_bad=skip_bad, fix_labels=fix_labels, log=typer.echo)
@@ -234,16 +236,12 @@ def study_cmd(names: Optional[List[str]] = typer.Argument(None, help="a study na
               workers: Optional[int] = typer.Option(None, min=0, help='data loader worker processes'),
               set_: Optional[List[str]] = typer.Option(None, '--set', help='any recipe field for every member, FIELD=VALUE')):
     "Run several recipes (or a named study) with shared overrides, reusing finished runs; tabulate and chart them."
-    from fastmask.models.backbones import check_arch
-    from fastmask.recipes import parse_set
     from fastmask.tools.study import failed_members, list_studies, run_study
     if list_:
         for n, s in list_studies().items(): typer.echo(f"{n}  {s['description']}\n    {', '.join(s['members'])}")
         return
     if not names: fail('give a study name (see --list) or recipe names')
-    if arch: check_arch(arch)
-    ov = dict(epochs=epochs, size=size, bs=bs, lr=lr, arch=arch, seed=seed, tasks=tuple(tasks) if tasks else None,
-              pretrained=pretrained, **dict(parse_set(s) for s in set_ or ()))
+    ov = recipe_changes(epochs, size, bs, lr, arch, seed, tasks, pretrained, set_)
     dest = run_study(names[0] if len(names) == 1 else names, data, out, ov, quick=quick, weights=weights,
                      num_workers=workers)
     typer.echo((dest / 'study.md').read_text())
@@ -356,17 +354,13 @@ def data_noise_cmd(run_dir: Optional[Path] = typer.Argument(None, help='a finish
     "Find likely mislabelled photos and people with cleanlab on out-of-fold probabilities (needs the noise extra: cleanlab)."
     import pandas as pd
     from fastmask.io import read_json
-    from fastmask.models.backbones import check_arch
-    from fastmask.recipes import parse_set
     from fastmask.tools.noise import find_noise, noise_report
     if (run_dir is None) == (recipe is None): fail('give either RUN_DIR (a finished k-fold run) or --recipe NAME to train one')
     if run_dir is not None: res = noise_report(run_dir, out, top)
     else:
-        if arch: check_arch(arch)
         res = find_noise(recipe, data, folds, out, runs, quick=quick, num_workers=workers, top=top, weights=weights,
-                         skip_bad=skip_bad, fix_labels=fix_labels, relabel=relabel, epochs=epochs, size=size, bs=bs,
-                         lr=lr, arch=arch, seed=seed, pretrained=pretrained, tasks=tuple(tasks) if tasks else None,
-                         **dict(parse_set(s) for s in set_ or ()))
+                         skip_bad=skip_bad, fix_labels=fix_labels, relabel=relabel,
+                         **recipe_changes(epochs, size, bs, lr, arch, seed, tasks, pretrained, set_))
     info, table = read_json(res / 'noise.json'), pd.read_csv(res / 'label_issues.csv', dtype={'person': str}, keep_default_na=False)
     show({'k-fold run': info['run'], **{f'likely errors ({t})': info['issues'][t] for t in info['tasks']},
           'files': 'label_issues.csv, suspects.png, relabel.csv'}, f'wrote {res}')

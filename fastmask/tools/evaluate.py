@@ -14,7 +14,7 @@ from sklearn.metrics import f1_score
 from matplotlib.figure import Figure
 
 from fastmask.errors import FastmaskError
-from fastmask.inference.predict import combine_tasks, run_models, soft_vote, split_tasks, task_probs
+from fastmask.inference.predict import as_18class, run_models, soft_vote, split_tasks, task_probs
 from fastmask.inference.scoring import macro_f1
 from fastmask.io import read_json, write_csv, write_json
 from fastmask.labels import DEFAULT_AGE_CUT, TASKS, decode, task_names
@@ -75,7 +75,7 @@ def per_task(probs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     out = dict(probs)
     if 'all' in probs:
         for t, p in split_tasks(probs['all']).items(): out.setdefault(t, p)
-    elif all(t in probs for t in _SPLIT): out['all'] = combine_tasks(*(probs[t] for t in _SPLIT))
+    elif (p18 := as_18class(probs)) is not None: out['all'] = p18
     return out
 
 

@@ -88,3 +88,10 @@ def test_early_stopping_stops_when_nothing_improves(monitor, tiny_demo, tmp_path
     fit_task(learn, tmp_path)
     assert len(learn.recorder.values) == 3
     assert len((tmp_path / 'metrics_all.csv').read_text().splitlines()) == 1 + 3
+
+
+def test_same_settings_ignores_only_the_words():
+    from dataclasses import replace
+    r = get_recipe('cpu_split_lite0')
+    assert r.same_settings(replace(r, description='reworded', report='LB 0.7'))
+    assert not r.same_settings(replace(r, lr=r.lr * 2)) and not r.same_settings(replace(r, name='other'))

@@ -52,3 +52,21 @@ def test_weighted_recipe_options_on_a_learner(tiny_demo, tmp_path):
     assert isinstance(mask.dls.train, BalancedMaskDL)                      # the balanced mask draw is kept
     with pytest.raises(RecipeError):
         build_learner(override(r, extras=(('sampler', 'bogus'),)), tiny_demo, 'all', num_workers=0)
+
+
+def test_draw_people_gives_other_tasks_three_photos_a_person(tiny_demo):
+    from fastmask.data.block import BalancedMaskDL
+    from fastmask.recipes.registry import override, resolve
+    from fastmask.runners.train import build_learner
+    r = resolve('cpu_split_lite0', size=32, bs=16, pretrained=False)
+    plain = build_learner(r, tiny_demo, 'gender', num_workers=0)
+    assert not isinstance(plain.dls.train, BalancedMaskDL)
+    learn = build_learner(override(r, draw_people=True), tiny_demo, 'gender', num_workers=0)
+    assert isinstance(learn.dls.train, BalancedMaskDL)
+    items = learn.dls.train_ds.items.reset_index(drop=True)
+    drawn = items.iloc[learn.dls.train.get_idxs()]
+    people = items['person'].nunique()
+    assert len(drawn) == 3 * people and drawn.groupby('person').size().eq(3).all()   # 3 of each person's 7
+    assert drawn.groupby('person')['mask'].nunique().eq(3).all()                     # one of each mask state
+    second = items.iloc[learn.dls.train.get_idxs()]
+    assert set(drawn.index) != set(second.index)                                     # a new worn photo each epoch

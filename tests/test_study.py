@@ -8,7 +8,8 @@ from fastmask.cli import app
 from fastmask.runners.run import is_finished
 from fastmask.errors import RecipeError
 from fastmask.recipes import get_recipe, resolve
-from fastmask.tools.study import STUDIES, parse_member, register_study, run_study, study_members
+from fastmask.recipes.spec import parse_spec
+from fastmask.tools.study import STUDIES, register_study, run_study, study_members
 
 TINY = dict(epochs=1, size=32)
 MEMBERS = ['baseline_mobilenetv2', 'split_mobilenetv2']
@@ -98,8 +99,8 @@ def test_unknown_recipe_fails_before_training(tiny_demo, tmp_path):
 
 def test_named_studies_list_and_registry():
     for name, s in STUDIES.items():
-        assert s['description'] and all(get_recipe(parse_member(m)[0]) for m in s['members'])  # known recipes
-        for m in s['members']: resolve(parse_member(m)[0], **parse_member(m)[1])             # valid settings
+        assert s['description'] and all(get_recipe(parse_spec(m)[0]) for m in s['members'])  # known recipes
+        for m in s['members']: resolve(parse_spec(m)[0], **parse_spec(m)[1])             # valid settings
     assert study_members('transfer') == ('transfer', STUDIES['transfer']['members'], STUDIES['transfer']['description'])
     assert 'probe_lite0' in STUDIES['transfer']['members'] and 'cpu_split_lite0' in STUDIES['transfer']['members']
     assert 'sweep_age_cut' in study_members('report')[1] and 'ensemble_final' in study_members('report')[1]
@@ -111,12 +112,3 @@ def test_named_studies_list_and_registry():
                                                                      'split_effnet_lite0')
         with pytest.raises(ValueError): register_study('later', [])
     finally: STUDIES.pop('later')
-
-
-def test_member_variants_parse_into_recipe_changes():
-    from fastmask.tools.study import StudyError, parse_member
-    assert parse_member('cpu_split_lite0[bn=train,epochs=2]') == ('cpu_split_lite0', {'bn': 'train', 'epochs': 2})
-    assert parse_member('cpu_split_lite0') == ('cpu_split_lite0', {})
-    assert parse_member('x[task_overrides=age:loss:f1]')[1]['task_overrides'] == (('age', (('loss', 'f1'),)),)
-    for bad in ('a[b', 'a[nofield=1]'):
-        with pytest.raises((StudyError, RecipeError)): parse_member(bad)

@@ -92,6 +92,21 @@ def test_probe_head_equals_logistic_regression():
         assert np.allclose(torch.softmax(torch.from_numpy(x) @ w.T + b, -1).numpy(), cv.predict_proba(x), atol=1e-4)
 
 
+def test_probe_folds_keep_people_together():
+    rng = np.random.default_rng(1)
+    people = np.repeat(np.arange(30), 5)           # five photos of each of 30 people, one label per person
+    y = (people % 3 == 0).astype(int)
+    folds = probe.cv_folds(y, people, 3, seed=0)
+    assert len(folds) == 3 and sorted(np.concatenate([te for _, te in folds]).tolist()) == list(range(len(y)))
+    for tr, te in folds: assert not set(people[tr]) & set(people[te])   # no person on both sides
+    assert probe.cv_folds(y, None) == 3 and probe.cv_folds(y, np.zeros(len(y))) == 3   # no groups: plain k-fold
+    one = np.where(np.arange(len(y)) < 5, 0, 1)   # a class held by one person cannot be in every training part
+    assert probe.cv_folds(one, people) == 3
+    x = (y[:, None] + rng.normal(size=(len(y), 4))).astype(np.float32)
+    w, b = probe.fit_head(x, y, 2, groups=people)
+    assert ((x @ w.numpy().T + b.numpy()).argmax(1) == y).mean() > 0.6
+
+
 def test_probe_caches_features_once(tiny_demo, tmp_path, monkeypatch):
     from fastmask.io import cache_root
     from fastmask.models.backbones import Prelogits

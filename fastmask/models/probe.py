@@ -3,7 +3,7 @@ logistic regression per task folded into the model's linear head (so a probe is 
 
 A multinomial logistic regression on the pooled features is `softmax(W x + b)`, i.e. a linear layer; a binary one
 is the two-class softmax of logits `(0, w x + b)`. Its regularisation is chosen per task by 3-fold cross-validated
-macro F1 over `PROBE_CS` (measured on Lite0 features of real faces: C = 0.05 beat 0.5 by 0.02-0.04 gender F1, and
+macro F1 over `PROBE_CS`, folds by person when the rows have one (measured on Lite0 features of real faces: C = 0.05 beat 0.5 by 0.02-0.04 gender F1, and
 raw features beat standardised ones). `fit_head` returns the layer's tensors; `set_head` writes them into timm's
 classifier.
 """
@@ -18,13 +18,14 @@ import torch
 from fastai.torch_core import default_device
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from sklearn.metrics import f1_score, make_scorer
+from sklearn.model_selection import StratifiedGroupKFold
 
 from fastmask.data.block import infer_dl
 from fastmask.io import cache_root, save_npy
 from fastmask.progress import progress
 from fastmask.settings import autocast_ctx, inference_model
 
-__all__ = ['feature_key', 'features', 'fit_head', 'set_head', 'PROBE_CS']
+__all__ = ['feature_key', 'features', 'cv_folds', 'fit_head', 'set_head', 'PROBE_CS']
 
 #: inverse regularisation strengths the probes choose from (cross-validated macro F1)
 PROBE_CS = (0.01, 0.05, 0.2, 1.0)
@@ -58,14 +59,23 @@ def features(body: torch.nn.Module, paths, size: int, crop: float, stats, key: s
     return feats
 
 
+def cv_folds(y: np.ndarray, groups=None, k: int = 3, seed: int = 0):
+    "`k` cross-validation folds of the probe: by group (person, photo) when given, so that C is not chosen on leaks."
+    if groups is None or len(np.unique(groups)) < k: return k
+    folds = list(StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(y)), y, np.asarray(groups)))
+    classes = np.unique(y)
+    return folds if all(len(np.unique(y[tr])) == len(classes) for tr, _ in folds) else k   # too few people of a class
+
+
 def fit_head(feats: np.ndarray, y: np.ndarray, n_out: int, C: float | None = None, balanced: bool = True,
-             seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+             seed: int = 0, groups=None) -> tuple[torch.Tensor, torch.Tensor]:
     "Weight (n_out, d) and bias (n_out,) of a linear layer equal to a logistic regression fitted on `feats`."
     weight = 'balanced' if balanced else None
     if C is None and min(np.bincount(y)[np.unique(y)]) >= 3:   # enough of every class for 3-fold cross-validation
         with warnings.catch_warnings():   # scikit-learn 1.8's notices of its coming API changes, not the user's concern
             warnings.simplefilter('ignore', FutureWarning)
-            lr = LogisticRegressionCV(Cs=list(PROBE_CS), cv=3, scoring=make_scorer(f1_score, average='macro'),
+            lr = LogisticRegressionCV(Cs=list(PROBE_CS), cv=cv_folds(y, groups, 3, seed),
+                                      scoring=make_scorer(f1_score, average='macro'),
                                       max_iter=2000, class_weight=weight, random_state=seed).fit(feats, y)
     else:
         lr = LogisticRegression(C=C or PROBE_CS[1], max_iter=2000, class_weight=weight, random_state=seed).fit(feats, y)

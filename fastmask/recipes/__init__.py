@@ -6,6 +6,7 @@ happen to have been imported.
 from fastmask.recipes import catalogue  # noqa: F401  (registers every recipe)
 from fastmask.recipes.registry import (QUICK, RECIPES, SPLIT_TASKS, Recipe, get_recipe, list_recipes, override, parse_set,
                                        quick, register, resolve)
+from fastmask.recipes.spec import parse_spec, resolve_spec, spec_name, variant
 
 __all__ = ['Recipe', 'RECIPES', 'QUICK', 'SPLIT_TASKS', 'register', 'get_recipe', 'list_recipes', 'quick', 'override',
-           'resolve', 'parse_set']
+           'resolve', 'parse_set', 'parse_spec', 'resolve_spec', 'spec_name', 'variant']

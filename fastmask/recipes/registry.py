@@ -35,6 +35,7 @@ class Recipe:
     loss_params: tuple = ()               # ((name, value), ...) passed to the loss factory
     age_cut: int = DEFAULT_AGE_CUT        # training labels of the age (or 18-class) model
     balanced_mask: bool = True            # balanced 1:1:1 sampler for the mask task
+    draw_people: bool = False             # other tasks: per epoch one worn photo + incorrect + normal per person
     patience: int | None = None           # early stopping patience (epochs)
     monitor: str = 'f1'                   # 'f1' (macro F1, higher is better) or 'valid_loss'
     swa_start: int | None = None          # first epoch (0-based) averaged by SWA
@@ -55,6 +56,7 @@ class Recipe:
     bn: str = 'train'                     # body BatchNorm: 'train' (batch statistics) or 'frozen' (running statistics kept)
     freeze_epochs: int = 0                # fine_tune: epochs with the body frozen before `epochs` unfrozen ones
     lr_mult: float = 100.0                # fine_tune: the body's lr is lr / lr_mult (discriminative rates)
+    freeze_lr: float | None = None        # head phase lr (one-cycle), then slice(lr / lr_mult, lr); None: fine_tune's
     head_init: str = ''                   # 'probe': start the head from a linear probe fitted on frozen features
     drop_rate: float = 0.0                # dropout before the classifier (timm)
     drop_path_rate: float = 0.0           # stochastic depth (timm)
@@ -76,6 +78,10 @@ class Recipe:
     def to_dict(self) -> dict:
         "A JSON-friendly dict of every field."
         return asdict(self)
+
+    def same_settings(self, other: 'Recipe') -> bool:
+        "Whether two recipes train the same way: every field but the words (`description`, `report`) equal."
+        return replace(self, description='', report='') == replace(other, description='', report='')
 
     @classmethod
     def from_dict(cls, d: dict) -> 'Recipe':

@@ -12,7 +12,8 @@ from fastmask.sources.datasource import DataSource
 from fastmask.sources.open import open_data
 from fastmask.inference.predict import predict_paths, soft_vote, write_submission
 from fastmask.inference.scoring import score_eval, scores
-from fastmask.recipes.registry import Recipe, resolve
+from fastmask.recipes.registry import Recipe
+from fastmask.recipes.spec import resolve_spec
 from fastmask.runners.registry import register_runner
 from fastmask.runners.run import find_run, is_finished, resume_run, run_recipe
 
@@ -40,7 +41,7 @@ def member_runs(recipe: Recipe, src: DataSource, out, overrides: dict | None = N
         write_json(book, started)
     res = {}
     for name in recipe.members:
-        m = resolve(name, **overrides)
+        m = resolve_spec(name, **overrides)   # a member may be a variant: `cpu_split_lite0[seed=1]`
         d = find_run(out, m, src)
         if d is not None:
             log(f'{recipe.name}: reusing {name} run {d}')

@@ -57,7 +57,7 @@ def find_run(out, recipe: Recipe, src: DataSource | None = None) -> Path | None:
     for d in sorted((p for p in base.iterdir() if p.is_dir()), key=lambda p: p.name, reverse=True):
         if not is_finished(d) or not (d / 'config.json').is_file(): continue
         cfg = read_json(d / 'config.json')
-        try: same = Recipe.from_dict(cfg['recipe']) == recipe
+        try: same = Recipe.from_dict(cfg['recipe']).same_settings(recipe)   # reworded descriptions still match
         except (KeyError, TypeError): continue
         if same and _same_data(cfg, src): return d
     return None

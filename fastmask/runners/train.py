@@ -68,8 +68,9 @@ def build_learner(recipe: Recipe, data, task: str | None = None, weights=None, s
     if r.bn not in BN_MODES: raise RecipeError(f"unknown bn '{r.bn}' (one of {', '.join(BN_MODES)})")
     set_seed(r.seed, reproducible=True)
     stats = learner_stats(r)
+    draw = r.balanced_mask if task == 'mask' else (r.draw_people and 'mask' in src.train.columns)  # 3 photos a person
     dls = task_dls(src.train, task, size=r.size, bs=r.bs, age_cut=r.age_cut, valid_pct=r.valid_pct,
-                   split_seed=r.split_seed, balanced=(task == 'mask' and r.balanced_mask), seed=r.seed, crop=r.crop,
+                   split_seed=r.split_seed, balanced=draw, seed=r.seed, crop=r.crop,
                    num_workers=num_workers, splits=splits, stats=stats, rrc_scale=r.rrc_scale, cutout=r.cutout)
     n = len(task_names(task))
     timm_kw = {k: v for k, v in dict(drop_rate=r.drop_rate, drop_path_rate=r.drop_path_rate).items() if v}
@@ -118,7 +119,8 @@ def fit_task(learn: Learner, run_dir: Path, cbs=()) -> Learner:
     The recipe's `head_init='probe'` first sets the head from a linear probe on frozen features; `freeze_epochs`
     then trains the head alone (fastai's `fine_tune`: one-cycle with the body frozen), and `epochs` train the
     whole model with discriminative rates `slice(lr / 2 / lr_mult, lr / 2)` (`slice(lr / lr_mult, lr)` after a probe
-    head alone). Each phase has its own per-epoch
+    head alone). With `freeze_lr` the head phase is a plain one-cycle at that rate (a head trained to convergence,
+    LP-FT) and the whole model then trains at `slice(lr / lr_mult, lr)`. Each phase has its own per-epoch
     checkpoint, so an interrupted run resumes inside either phase. `cbs`: extra callbacks of the main phase."""
     r, task, run_dir = learn.recipe, learn.task, Path(run_dir).resolve()
     learn.path, learn.model_dir = run_dir, '.'
@@ -129,9 +131,11 @@ def fit_task(learn: Learner, run_dir: Path, cbs=()) -> Learner:
     lr = slice(r.lr / r.lr_mult, r.lr) if r.head_init else r.lr   # a probe head: small body rates from the start
     if r.freeze_epochs:
         learn.freeze()
-        _fit(learn, r.freeze_epochs, r.lr, r, [CSVLogger(fname=log), CheckpointCallback(head_ck)], pct_start=0.99)
+        head = [CSVLogger(fname=log), CheckpointCallback(head_ck)]
+        if r.freeze_lr: _fit(learn, r.freeze_epochs, r.freeze_lr, r, head)
+        else: _fit(learn, r.freeze_epochs, r.lr, r, head, pct_start=0.99)
         learn.unfreeze()
-        lr = slice(r.lr / 2 / r.lr_mult, r.lr / 2)   # fastai's fine_tune
+        lr = slice(r.lr / r.lr_mult, r.lr) if r.freeze_lr else slice(r.lr / 2 / r.lr_mult, r.lr / 2)  # fastai's fine_tune
     if r.epochs:
         main = task_callbacks(r, task, run_dir, append=bool(r.freeze_epochs)) + list(cbs)
         main.append(CheckpointCallback(checkpoint_path(run_dir, task)))  # resumes from it when it exists
@@ -154,7 +158,7 @@ def probe_head(learn: Learner) -> Learner:
     key = feature_key(r.arch, learn.weights or ('pretrained' if r.pretrained else 'random'), r.size, r.crop,
                       learn.stats, df['path'])
     feats = features(body, df['path'], r.size, r.crop, learn.stats, key=key if r.pretrained else None)
-    set_head(learn.model, *fit_head(feats, y, len(task_names(learn.task)), seed=r.seed))
+    set_head(learn.model, *fit_head(feats, y, len(task_names(learn.task)), seed=r.seed, groups=df.get('person')))
     return learn
 
 

@@ -9,8 +9,6 @@ field, as `--set`), so one study compares variants of one recipe.
 from __future__ import annotations
 
 import hashlib
-import re
-from dataclasses import replace
 import shlex
 import time
 from datetime import datetime
@@ -23,7 +21,7 @@ from matplotlib.figure import Figure
 from fastmask.errors import FastmaskError
 from fastmask.inference.scoring import scores
 from fastmask.io import atomic_dir, read_json
-from fastmask.recipes import parse_set, resolve
+from fastmask.recipes.spec import resolve_spec, spec_name
 from fastmask.runners.run import find_run, run_recipe
 from fastmask.sources.open import open_data
 
@@ -37,12 +35,14 @@ STUDIES: dict[str, dict] = {
                                  'BatchNorm statistics (cpu_split_lite0)',
                      members=('probe_lite0', 'split_effnet_lite0[epochs=3,size=160,patience=none]',
                               'cpu_split_lite0[bn=train]', 'cpu_split_lite0')),
-    'report-effects': dict(description="The report's effects on Lite0 and practice data: SWA, the age losses, the age "
-                                       'cut, label smoothing, a soft-voting ensemble, k-fold (each against cpu_split_lite0)',
+    'report-effects': dict(description="The report's effects on Lite0 and practice data, each against cpu_split_lite0 "
+                                       '(label smoothing, age cut 60): SWA, no label smoothing, age cut 57, the soft-F1 '
+                                       'and CE+F1 age losses, a 3-member soft-voting ensemble, 3-fold k-fold, face crops',
                            members=('cpu_split_lite0', 'cpu_split_lite0[swa_start=2,epochs=4,swa_lr=1e-4]',
                                     'cpu_split_lite0[loss=ce]', 'cpu_split_lite0[age_cut=57]',
                                     "cpu_split_lite0[task_overrides=age:loss:f1]",
-                                    "cpu_split_lite0[task_overrides=age:loss:ce_f1]")),
+                                    "cpu_split_lite0[task_overrides=age:loss:ce_f1]",
+                                    'cpu_ensemble_lite0', 'cpu_kfold_lite0', 'cpu_facecrop_lite0')),
     'report': dict(description="The published report's experiments, one run each",
                    members=('baseline_mobilenetv2', 'split_mobilenetv2', 'split_effnet_b3', 'swa_effnet_b3',
                             'f1loss_age', 'cef1_age', 'optimizer_comparison', 'ensemble_final',
@@ -51,7 +51,6 @@ STUDIES: dict[str, dict] = {
 
 #: the named overrides of the command line (`--set FIELD=VALUE` reaches any other recipe field)
 OVERRIDES = ('epochs', 'size', 'bs', 'lr', 'arch', 'seed', 'tasks', 'pretrained')
-_MEMBER = re.compile(r'^(?P<name>[^\[\]]+)(?:\[(?P<sets>[^\[\]]*)\])?$')
 _SCORES = ('valid_f1', 'valid_f1_mask', 'valid_f1_gender', 'valid_f1_age')
 _EVAL = ('eval_f1', 'eval_f1_mask', 'eval_f1_gender', 'eval_f1_age')
 COLUMNS = ['recipe', 'description', 'report', 'status', *_SCORES, *_EVAL, 'wall_time_s', 'run_dir', 'error']
@@ -87,24 +86,6 @@ def study_members(names) -> tuple[str, tuple[str, ...], str]:
     return name, members, 'recipes ' + ', '.join(members)
 
 
-def parse_member(spec: str) -> tuple[str, dict]:
-    "`name[field=value,...]` as (recipe name, changes); a one-line StudyError for a malformed spec."
-    m = _MEMBER.match(spec.strip())
-    if not m: raise StudyError(f"study member '{spec}': expected NAME or NAME[field=value,...]")
-    sets = [s for s in (m['sets'] or '').split(',') if s.strip()]
-    changes = dict(parse_set(s) for s in sets)
-    if 'task_overrides' in changes:   # task:field:value, e.g. age:loss:f1
-        t, k, v = str(changes['task_overrides'][0] if isinstance(changes['task_overrides'], tuple) else
-                      changes['task_overrides']).split(':')
-        changes['task_overrides'] = ((t, (parse_set(f'{k}={v}'),)),)
-    return m['name'].strip(), changes
-
-
-def member_name(spec: str) -> str:
-    "A member's row name: the recipe name plus its own settings, e.g. `cpu_split_lite0[bn=train]`."
-    return ' '.join(spec.split())
-
-
 def study_command(names, data, out, overrides: dict, quick: bool = False, weights=None, num_workers=None) -> str:
     "The `fastmask study` command line that regenerates a study."
     names = [names] if isinstance(names, str) else list(names)
@@ -130,14 +111,6 @@ def _started_run(out: Path, name: str, t0: float) -> str:
     base = out / name
     dirs = [d for d in base.iterdir() if d.is_dir() and d.stat().st_mtime >= t0 - 1] if base.is_dir() else []
     return str(max(dirs, key=lambda d: d.stat().st_mtime)) if dirs else ''
-
-
-def _variant(r, spec: str, changes: dict):
-    "A member recipe with its own settings runs under its own name (`recipe~bn=train`), so variants never mix."
-    if not changes: return r
-    tag = ','.join(f'{k}={v}' for k, v in changes.items() if k != 'task_overrides')
-    if 'task_overrides' in changes: tag += ',' + ','.join(f'{t}.{k}={v}' for t, ch in changes['task_overrides'] for k, v in ch)
-    return replace(r, name=f"{r.name}~{re.sub(r'[^A-Za-z0-9_.=,-]+', '', tag.strip(','))}")
 
 
 def _member(spec: str, recipe, data, src, out: Path, run_opts: dict, log) -> dict:
@@ -207,14 +180,12 @@ def run_study(names_or_study, data='demo', out='runs', overrides: dict | None = 
     name, members, description = study_members(names_or_study)
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     if 'tasks' in overrides: overrides['tasks'] = tuple(overrides['tasks'])
-    specs = [parse_member(m) for m in members]
-    recipes = [_variant(resolve(n, quick=quick, **{**overrides, **ch}), m, ch)   # unknown names fail before training
-               for m, (n, ch) in zip(members, specs)]
+    recipes = [resolve_spec(m, quick=quick, **overrides) for m in members]   # unknown names fail before training
     src, out = open_data(data), Path(out)
     run_opts = dict(weights=weights, num_workers=num_workers, overrides=dict(overrides, **({'quick': True} if quick else {})))
     rows = []
     for i, r in enumerate(recipes):
-        rows.append(_member(member_name(members[i]), r, data, src, out, run_opts,
+        rows.append(_member(spec_name(members[i]), r, data, src, out, run_opts,
                             lambda m: log(f'study {name} [{i + 1}/{len(recipes)}] {m}')))
     df = pd.DataFrame(rows, columns=COLUMNS)
     if src.truth is None: df = df.drop(columns=[c for c in _EVAL if c in df.columns])

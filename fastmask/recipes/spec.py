@@ -1,0 +1,50 @@
+"""Recipe specs: `name[field=value,...]`, a registered recipe with its own settings, as studies and ensembles name
+their members (`cpu_split_lite0[bn=train]`, `cpu_split_lite0[seed=1]`).
+
+A variant runs under its own name (`cpu_split_lite0~bn=train`) so that its run folders never mix with the plain
+recipe's, and its description says what changed.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+from fastmask.recipes.registry import Recipe, RecipeError, parse_set, resolve
+
+__all__ = ['parse_spec', 'variant', 'resolve_spec', 'spec_name']
+
+_SPEC = re.compile(r'^(?P<name>[^\[\]]+)(?:\[(?P<sets>[^\[\]]*)\])?$')
+
+
+def parse_spec(spec: str) -> tuple[str, dict]:
+    "`name[field=value,...]` as (recipe name, changes); a one-line RecipeError for a malformed spec."
+    m = _SPEC.match(str(spec).strip())
+    if not m: raise RecipeError(f"recipe '{spec}': expected NAME or NAME[field=value,...]")
+    changes = dict(parse_set(s) for s in (m['sets'] or '').split(',') if s.strip())
+    if 'task_overrides' in changes:   # task:field:value, e.g. age:loss:f1
+        v = changes['task_overrides']
+        parts = str(v[0] if isinstance(v, tuple) else v).split(':')
+        if len(parts) != 3: raise RecipeError(f"recipe '{spec}': task_overrides is TASK:FIELD:VALUE (e.g. age:loss:f1)")
+        t, k, val = parts
+        changes['task_overrides'] = ((t, (parse_set(f'{k}={val}'),)),)
+    return m['name'].strip(), changes
+
+
+def spec_name(spec: str) -> str:
+    "A spec as one display name, e.g. `cpu_split_lite0[bn=train]`."
+    return ' '.join(str(spec).split())
+
+
+def variant(r: Recipe, changes: dict) -> Recipe:
+    "The recipe under its variant name (`recipe~bn=train`) with what changed in its description; `r` when nothing did."
+    if not changes: return r
+    tag = ','.join(f'{k}={v}' for k, v in changes.items() if k != 'task_overrides')
+    if 'task_overrides' in changes: tag += ',' + ','.join(f'{t}.{k}={v}' for t, ch in changes['task_overrides'] for k, v in ch)
+    tag = re.sub(r'[^A-Za-z0-9_.=,-]+', '', tag.strip(','))
+    return replace(r, name=f'{r.name}~{tag}', description=f"{r.description} [changed: {tag.replace(',', ', ')}]")
+
+
+def resolve_spec(spec: str, quick: bool = False, **overrides) -> Recipe:
+    "The recipe of a spec with shared overrides below its own settings (`resolve` of the name, then the variant)."
+    name, changes = parse_spec(spec)
+    return variant(resolve(name, quick=quick, **{**overrides, **changes}), changes)

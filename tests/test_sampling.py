@@ -59,9 +59,10 @@ def test_draw_people_gives_other_tasks_three_photos_a_person(tiny_demo):
     from fastmask.recipes.registry import override, resolve
     from fastmask.runners.train import build_learner
     r = resolve('cpu_split_lite0', size=32, bs=16, pretrained=False)
-    plain = build_learner(r, tiny_demo, 'gender', num_workers=0)
+    assert r.draw_people                                                    # the CPU recipe draws people
+    plain = build_learner(override(r, draw_people=False), tiny_demo, 'gender', num_workers=0)
     assert not isinstance(plain.dls.train, BalancedMaskDL)
-    learn = build_learner(override(r, draw_people=True), tiny_demo, 'gender', num_workers=0)
+    learn = build_learner(r, tiny_demo, 'gender', num_workers=0)
     assert isinstance(learn.dls.train, BalancedMaskDL)
     items = learn.dls.train_ds.items.reset_index(drop=True)
     drawn = items.iloc[learn.dls.train.get_idxs()]

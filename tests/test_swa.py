@@ -111,3 +111,19 @@ def test_disabled_under_lr_find():
     assert cb.averaged == [] and learn.swa_metrics is None
     assert max(learn.recorder.lrs) > 1e-4  # lr_find's sweep was not pinned to swa_lr
     assert all(torch.equal(a, b) for a, b in zip(w0, learn.model.parameters()))
+
+
+def test_batchnorm_kept_in_eval_mode_keeps_its_statistics():
+    "A BatchNorm frozen while training (FrozenBN, fastai's train_bn=False) keeps the statistics its weights were fitted with."
+    class FreezeFirstBN(Callback):
+        order = 1  # after TrainEvalCallback put the model in train mode
+        def before_train(self): self.model[1].eval()
+    learn = _learner()
+    learn.model.insert(3, nn.BatchNorm1d(8))                  # a second BatchNorm that trains on batch statistics
+    frozen = [learn.model[1].running_mean.clone(), learn.model[1].running_var.clone()]
+    _fit(learn, 3, [SWACallback(start_epoch=1), FreezeFirstBN()])
+    assert torch.equal(learn.model[1].running_mean, frozen[0]) and torch.equal(learn.model[1].running_var, frozen[1])
+    x = learn.dls.train.dataset.tensors[0]
+    learn.model.eval()                                        # the frozen one feeds the trained one its eval output
+    with torch.no_grad(): h = learn.model[2](learn.model[1](learn.model[0](x)))
+    assert torch.allclose(learn.model[3].running_mean, h.mean(0), atol=1e-5)    # the trained one is recomputed

@@ -35,6 +35,21 @@ def test_normalisation_comes_from_the_backbone(tiny_demo):
     with pytest.raises(RecipeError, match='norm'): build_learner(_recipe(norm='nope'), tiny_demo, 'gender', num_workers=0)
 
 
+@pytest.mark.parametrize('freeze_lr', [None, 3e-2])
+def test_phase_rates_follow_fine_tune_or_the_head_rate(tiny_demo, tmp_path, monkeypatch, freeze_lr):
+    import fastmask.runners.train as train
+    calls = []
+    monkeypatch.setattr(train, '_fit', lambda learn, epochs, lr, r, cbs, **kw: calls.append((epochs, lr, kw)))
+    r = _recipe(freeze_epochs=2, epochs=3, lr=1e-3, lr_mult=10.0, freeze_lr=freeze_lr)
+    fit_task(build_learner(r, tiny_demo, 'gender', num_workers=0), tmp_path)
+    (e1, lr1, kw1), (e2, lr2, _) = calls
+    assert (e1, e2) == (2, 3)
+    if freeze_lr is None:    # fastai's fine_tune: the head at lr (pct_start 0.99), then slice(lr / 2 / mult, lr / 2)
+        assert lr1 == 1e-3 and kw1 == dict(pct_start=0.99) and (lr2.start, lr2.stop) == (5e-5, 5e-4)
+    else:                    # LP-FT: the head to convergence at its own rate, then slice(lr / mult, lr)
+        assert lr1 == 3e-2 and kw1 == {} and (lr2.start, lr2.stop) == (1e-4, 1e-3)
+
+
 def test_report_recipes_keep_the_reports_statistics():
     assert resolve('split_effnet_b3').norm == 'report' and resolve('baseline_mobilenetv2').norm == 'report'
     assert resolve('cpu_split_lite0').norm == 'pretrained'

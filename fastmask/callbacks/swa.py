@@ -1,5 +1,9 @@
 """Stochastic Weight Averaging as a fastai callback, built on `torch.optim.swa_utils`.
 
+Only BatchNorm layers that trained on batch statistics get fresh statistics for the averaged weights: layers kept in
+eval mode while training (`FrozenBN`, fastai's `BnFreeze`) keep the running statistics the
+weights were fitted with, since recomputing them on the training data is the train/eval mismatch those modes avoid.
+
 The averaged model's valid loss and metrics land in `learn.swa_metrics` and, as a last row whose epoch is `swa`,
 in the per-epoch log (fastai's logger, so `CSVLogger` files and the printed table both show it).
 """
@@ -13,9 +17,12 @@ from fastai.callback.core import Callback
 from fastai.callback.progress import CSVLogger
 from fastcore.basics import store_attr
 from fastprogress.core import format_time
-from torch.optim.swa_utils import AveragedModel, update_bn
+from torch import nn
+from torch.optim.swa_utils import AveragedModel
 
 __all__ = ['SWACallback']
+
+_BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 
 class SWACallback(Callback):
@@ -29,7 +36,7 @@ class SWACallback(Callback):
     def before_fit(self):
         "Disabled under `lr_find` and `get_preds` (TrackerCallback's rule); fresh average for every fit."
         self.run = not hasattr(self, 'lr_finder') and not hasattr(self, 'gather_preds')
-        self.swa_model, self.swa_metrics, self.averaged = None, None, []
+        self.swa_model, self.swa_metrics, self.averaged, self.trained_bn = None, None, [], []
         self.learn.swa_metrics = None
 
     @property
@@ -45,16 +52,31 @@ class SWACallback(Callback):
         if self.swa_model is None: self.swa_model = AveragedModel(self.model)
         self.swa_model.update_parameters(self.model)
         self.averaged.append(self.epoch)
+        self.trained_bn = sorted(set(self.trained_bn) | {n for n, m in self.model.named_modules()   # a list: resumable
+                                                          if isinstance(m, _BN) and m.training})
 
     def after_fit(self):
         "Copy the averaged weights into the model, recompute BatchNorm statistics, and validate the result."
         if self.swa_model is None: return
         with torch.no_grad():
             for p, q in zip(self.learn.model.parameters(), self.swa_model.module.parameters()): p.copy_(q)
-        dl = self.dls.train if len(self.dls.train) else self.dls.train.new(drop_last=False)
-        update_bn((torch.Tensor.as_subclass(b[0], torch.Tensor) for b in dl), self.learn.model)
+        self._update_bn()
         self.swa_model = None
         self._validate()
+
+    @torch.no_grad()
+    def _update_bn(self):
+        "`update_bn` for the BatchNorm layers that trained on batch statistics; the others stay in eval mode, unchanged."
+        model = self.learn.model
+        fresh = [m for n, m in model.named_modules() if isinstance(m, _BN) and n in self.trained_bn]
+        if not fresh: return
+        was_training, momenta = model.training, [m.momentum for m in fresh]
+        model.eval()
+        for m in fresh: m.reset_running_stats(); m.momentum = None; m.train()   # a cumulative mean, as update_bn
+        dl = self.dls.train if len(self.dls.train) else self.dls.train.new(drop_last=False)
+        for b in dl: model(torch.Tensor.as_subclass(b[0], torch.Tensor))
+        for m, mom in zip(fresh, momenta): m.momentum = mom
+        model.train(was_training)
 
     @torch.no_grad()
     def _validate(self):

@@ -81,5 +81,5 @@ def test_quick_baseline_end_to_end(demo300, tmp_path):
     res = fastmask('score', out, demo300 / 'eval' / 'truth.csv')
     assert res.returncode == 0
     scores = dict(line.split() for line in res.stdout.strip().splitlines())
-    assert set(scores) == {'f1', 'f1_mask', 'f1_gender', 'f1_age'}
+    assert set(scores) == {'f1', 'f1_mask', 'f1_incorrect', 'f1_gender', 'f1_age'}
     assert float(scores['f1_mask']) >= 0.7 and abs(float(scores['f1']) - summary['eval_f1']) < 1e-3

@@ -56,3 +56,13 @@ def test_age_of_task_models_is_scored_on_true_groups():
     s = scores(df)
     assert s['valid_f1_gender'] == round(f1_score([0, 1, 0, 1], [0, 1, 1, 1], average='macro'), 4)
     assert s['valid_f1_age'] == round(f1_score([0, 1, 1, 2], [0, 1, 2, 2], average='macro'), 4)
+
+
+def test_incorrect_class_f1_from_task_models_and_18_classes():
+    "The mask's `incorrect` class gets its own F1, from a mask model's predictions or from 18-class ones."
+    mask, pred = [0, 1, 1, 2, 1, 0], [0, 1, 0, 2, 2, 1]
+    want = round(f1_score(mask, pred, labels=[1], average='macro'), 4)
+    assert want == 0.4 and scores(pd.DataFrame({'mask': mask, 'pred_mask': pred}))['valid_f1_incorrect'] == want
+    label, pred18 = [m * 6 for m in mask], [m * 6 + 3 for m in pred]       # gender and age do not change it
+    assert scores(pd.DataFrame({'label': label, 'pred': pred18}), prefix='eval_')['eval_f1_incorrect'] == want
+    assert 'valid_f1_incorrect' not in scores(pd.DataFrame({'gender': [0, 1], 'pred_gender': [0, 1]}))

@@ -6,10 +6,13 @@ import pandas as pd
 from sklearn.metrics import f1_score
 
 from fastmask.errors import LayoutError
-from fastmask.labels import age_group, decode
+from fastmask.labels import MASKS, age_group, decode
 from fastmask.sources.competition import read_truth
 
-__all__ = ['macro_f1', 'scores', 'eval_truth', 'score_eval', 'score_files']
+#: the mask state the report found hardest (worn with the nose or mouth uncovered)
+INCORRECT = MASKS.index('incorrect')
+
+__all__ = ['macro_f1', 'class_f1', 'scores', 'eval_truth', 'score_eval', 'score_files']
 
 
 def macro_f1(y_true, y_pred) -> float:
@@ -17,16 +20,24 @@ def macro_f1(y_true, y_pred) -> float:
     return float(f1_score(y_true, y_pred, average='macro'))
 
 
+def class_f1(y_true, y_pred, label: int) -> float:
+    "scikit-learn's F1 of one class (0 where it is neither true nor predicted)."
+    return float(f1_score(y_true, y_pred, labels=[label], average='macro', zero_division=0))
+
+
 def scores(df: pd.DataFrame, prefix: str = 'valid_') -> dict[str, float]:
-    "Macro F1 of 18 classes (`label`/`pred`) and of each task, as `{prefix}f1`, `{prefix}f1_mask`, ..."
+    """Macro F1 of 18 classes (`label`/`pred`) and of each task, as `{prefix}f1`, `{prefix}f1_mask`, ..., and the F1
+    of the mask's hardest class, `incorrect`, as `{prefix}f1_incorrect`."""
     out = {}
     if 'pred' in df.columns and 'label' in df.columns:
         out['f1'] = macro_f1(df['label'], df['pred'])
         for t, a, b in zip(('mask', 'gender', 'age'), decode(df['label'].to_numpy()), decode(df['pred'].to_numpy())):
             out[f'f1_{t}'] = macro_f1(a, b)
+            if t == 'mask': out['f1_incorrect'] = class_f1(a, b, INCORRECT)
     else:
         for t in ('mask', 'gender'):
             if f'pred_{t}' in df.columns: out[f'f1_{t}'] = macro_f1(df[t], df[f'pred_{t}'])
+        if 'pred_mask' in df.columns: out['f1_incorrect'] = class_f1(df['mask'], df['pred_mask'], INCORRECT)
         if 'pred_age' in df.columns and 'age' in df.columns and df['age'].notna().all():   # true groups: cut 60
             out['f1_age'] = macro_f1(age_group(df['age'].to_numpy()), df['pred_age'])
     return {f'{prefix}{k}': round(v, 4) for k, v in out.items()}

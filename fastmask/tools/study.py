@@ -51,11 +51,13 @@ STUDIES: dict[str, dict] = {
 
 #: the named overrides of the command line (`--set FIELD=VALUE` reaches any other recipe field)
 OVERRIDES = ('epochs', 'size', 'bs', 'lr', 'arch', 'seed', 'tasks', 'pretrained')
-_SCORES = ('valid_f1', 'valid_f1_mask', 'valid_f1_gender', 'valid_f1_age')
-_EVAL = ('eval_f1', 'eval_f1_mask', 'eval_f1_gender', 'eval_f1_age')
+_SCORES = ('valid_f1', 'valid_f1_mask', 'valid_f1_incorrect', 'valid_f1_gender', 'valid_f1_age')
+_EVAL = ('eval_f1', 'eval_f1_mask', 'eval_f1_incorrect', 'eval_f1_gender', 'eval_f1_age')
+_CHART = ('valid_f1', 'valid_f1_mask', 'valid_f1_gender', 'valid_f1_age', 'eval_f1')   # bars of study.png
 COLUMNS = ['recipe', 'description', 'report', 'status', *_SCORES, *_EVAL, 'wall_time_s', 'run_dir', 'error']
-_HEAD = dict(valid_f1='F1 (18)', valid_f1_mask='mask', valid_f1_gender='gender', valid_f1_age='age',
-             eval_f1='eval F1 (18)', eval_f1_mask='eval mask', eval_f1_gender='eval gender', eval_f1_age='eval age')
+_HEAD = dict(valid_f1='F1 (18)', valid_f1_mask='mask', valid_f1_incorrect='mask incorrect', valid_f1_gender='gender',
+             valid_f1_age='age', eval_f1='eval F1 (18)', eval_f1_mask='eval mask', eval_f1_incorrect='eval incorrect',
+             eval_f1_gender='eval gender', eval_f1_age='eval age')
 
 
 class StudyError(FastmaskError, ValueError):
@@ -159,7 +161,7 @@ def _markdown(df: pd.DataFrame, name: str, description: str, data, overrides: di
 
 def _chart(df: pd.DataFrame, title: str):
     "Grouped bars: macro F1 per task (and eval F1 where known) for each member."
-    cols = [c for c in _SCORES + ('eval_f1',) if c in df.columns and df[c].notna().any()]
+    cols = [c for c in _CHART if c in df.columns and df[c].notna().any()]
     fig = Figure(figsize=(max(6, 1.3 * len(df) + 2), 4.2))
     ax = fig.subplots()
     x, w = np.arange(len(df)), .8 / max(len(cols), 1)

@@ -25,6 +25,9 @@ def test_variants_get_their_own_name_and_description():
     assert resolve_spec('cpu_split_lite0', size=96).name == 'cpu_split_lite0'
     t = resolve_spec('cpu_split_lite0[task_overrides=age:loss:f1]')
     assert t.name == 'cpu_split_lite0~age.loss=f1' and t.for_task('age').loss == 'f1'
+    assert t.for_task('mask').rrc_scale == base.for_task('mask').rrc_scale != base.rrc_scale   # the recipe's own kept
+    m = resolve_spec('cpu_split_lite0[task_overrides=mask:epochs:2]').for_task('mask')
+    assert (m.epochs, m.rrc_scale) == (2, base.for_task('mask').rrc_scale)                  # one task's fields merged
     assert spec_name('cpu_split_lite0[bn=train,  seed=1]') == 'cpu_split_lite0[bn=train, seed=1]'
     with pytest.raises(RecipeError, match='unknown recipe'): resolve_spec('no_such_recipe[seed=1]')
 

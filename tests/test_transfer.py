@@ -157,3 +157,11 @@ def test_set_parses_recipe_fields():
     assert parse_set('channels_last=none') == ('channels_last', None) and parse_set('tasks=mask,age') == ('tasks', ('mask', 'age'))
     for bad in ('nofield=1', 'wd=abc', 'bn'):
         with pytest.raises(RecipeError, match='--set'): parse_set(bad)
+
+
+def test_cpu_recipe_crops_at_random_scales_for_the_mask_model_only(tiny_demo):
+    "cpu_split_lite0's random resized crops reach the mask model's training batches, not the gender model's."
+    r = resolve('cpu_split_lite0', size=32, bs=16, pretrained=False)
+    names = {t: [type(f).__name__ for f in build_learner(r, tiny_demo, t, num_workers=0).dls.train.after_batch.fs]
+             for t in ('mask', 'gender')}
+    assert 'RandomResizedCropGPU' in names['mask'] and 'RandomResizedCropGPU' not in names['gender']

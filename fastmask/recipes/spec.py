@@ -11,7 +11,7 @@ from dataclasses import replace
 
 from fastmask.recipes.registry import Recipe, RecipeError, parse_set, resolve
 
-__all__ = ['parse_spec', 'variant', 'resolve_spec', 'spec_name']
+__all__ = ['parse_spec', 'variant', 'merge_task_overrides', 'resolve_spec', 'spec_name']
 
 _SPEC = re.compile(r'^(?P<name>[^\[\]]+)(?:\[(?P<sets>[^\[\]]*)\])?$')
 
@@ -44,7 +44,20 @@ def variant(r: Recipe, changes: dict) -> Recipe:
     return replace(r, name=f'{r.name}~{tag}', description=f"{r.description} [changed: {tag.replace(',', ', ')}]")
 
 
+def merge_task_overrides(base: tuple, more: tuple) -> tuple:
+    "`task_overrides` of `base` with those of `more` on top: other tasks' changes are kept, a task's fields merged."
+    merged = {t: dict(ch) for t, ch in base}
+    for t, ch in more: merged.setdefault(t, {}).update(dict(ch))
+    return tuple((t, tuple(ch.items())) for t, ch in merged.items())
+
+
 def resolve_spec(spec: str, quick: bool = False, **overrides) -> Recipe:
-    "The recipe of a spec with shared overrides below its own settings (`resolve` of the name, then the variant)."
+    """The recipe of a spec with shared overrides below its own settings (`resolve` of the name, then the variant);
+    a spec's `task_overrides` add to the recipe's own (`cpu_split_lite0[task_overrides=age:loss:f1]` keeps the mask
+    model's settings)."""
     name, changes = parse_spec(spec)
-    return variant(resolve(name, quick=quick, **{**overrides, **changes}), changes)
+    r = resolve(name, quick=quick, **{**overrides, **changes})
+    if 'task_overrides' in changes:
+        r = replace(r, task_overrides=merge_task_overrides(resolve(name, quick=quick, **overrides).task_overrides,
+                                                            changes['task_overrides']))
+    return variant(r, changes)

@@ -1,4 +1,7 @@
 """`fastmask study`: members trained once then reused, the table (csv, md, png), failures recorded, named studies."""
+from pathlib import Path
+
+import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
@@ -112,3 +115,20 @@ def test_named_studies_list_and_registry():
                                                                      'split_effnet_lite0')
         with pytest.raises(ValueError): register_study('later', [])
     finally: STUDIES.pop('later')
+
+
+def test_members_repeated_over_seeds_are_averaged():
+    "Members that differ only in seed or split_seed form one variant: their mean and spread, in first-seen order."
+    from fastmask.tools.study import _markdown, seed_means
+    df = pd.DataFrame(dict(recipe=['probe_lite0', 'x[epochs=6,split_seed=1]', 'probe_lite0[split_seed=1]',
+                                   'x[split_seed=2,epochs=6]', 'x[epochs=3]', 'x[epochs=6,seed=4]'],
+                           status=['trained', 'trained', 'reused', 'trained', 'trained', 'failed'],
+                           valid_f1_mask=[0.8, 0.9, 0.7, 0.95, 0.5, None]))
+    m = seed_means(df)
+    assert m['variant'].tolist() == ['probe_lite0', 'x[epochs=6]', 'x[epochs=3]'] and m['runs'].tolist() == [2, 2, 1]
+    assert m['valid_f1_mask'].tolist() == [0.75, 0.925, 0.5]                     # the failed member is left out
+    assert m.loc[0, 'valid_f1_mask_std'] == round(pd.Series([0.8, 0.7]).std(), 4) and np.isnan(m.loc[2, 'valid_f1_mask_std'])
+    md = _markdown(df.assign(description='', report='', error=''), 's', '', 'd', {}, 'cmd', Path('.'))
+    assert '| x[epochs=6] | 2 | 0.9250 ± 0.0354 |' in md
+    assert 'Mean over seeds' not in _markdown(df.iloc[[0, 4]].assign(description='', report='', error=''), 's', '',
+                                                'd', {}, 'cmd', Path('.'))    # nothing repeated: no second table

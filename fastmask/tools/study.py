@@ -26,7 +26,7 @@ from fastmask.runners.run import find_run, run_recipe
 from fastmask.sources.open import open_data
 
 __all__ = ['STUDIES', 'COLUMNS', 'register_study', 'list_studies', 'study_members', 'run_study', 'study_command', 'failed_members',
-           'StudyError', 'OVERRIDES']
+           'StudyError', 'OVERRIDES', 'SEED_FIELDS', 'seed_means']
 
 #: named studies: plain data, `name: dict(description=..., members=(recipe names, ...))`; members are checked on use
 STUDIES: dict[str, dict] = {
@@ -43,6 +43,12 @@ STUDIES: dict[str, dict] = {
                                     "cpu_split_lite0[task_overrides=age:loss:f1]",
                                     "cpu_split_lite0[task_overrides=age:loss:ce_f1]",
                                     'cpu_ensemble_lite0', 'cpu_kfold_lite0', 'cpu_facecrop_lite0')),
+    'report-age': dict(description="The report's age-model effects on Lite0, one age model each (run it with "
+                                   "`--tasks age`): cpu_split_lite0 (label smoothing, age cut 60) against plain CE, "
+                                   'age cut 57, the soft-F1 and CE+F1 losses, and SWA over the last 2 of 6 epochs',
+                       members=('cpu_split_lite0', 'cpu_split_lite0[loss=ce]', 'cpu_split_lite0[age_cut=57]',
+                                'cpu_split_lite0[loss=f1]', 'cpu_split_lite0[loss=ce_f1]',
+                                'cpu_split_lite0[swa_start=4,swa_lr=1e-4]')),
     'report': dict(description="The published report's experiments, one run each",
                    members=('baseline_mobilenetv2', 'split_mobilenetv2', 'split_effnet_b3', 'swa_effnet_b3',
                             'f1loss_age', 'cef1_age', 'optimizer_comparison', 'ensemble_final',
@@ -142,6 +148,44 @@ def _cell(v, col: str = '') -> str:
     return str(v).replace('|', '\\|').replace('\n', ' ')
 
 
+#: the fields whose members count as repeats of one variant (`seed_means`)
+SEED_FIELDS = ('seed', 'split_seed')
+
+
+def seed_means(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean and standard deviation of each score over members that differ only in `SEED_FIELDS` (finished ones), in
+    the order the variants first appear: `variant`, `runs`, then `<score>` and `<score>_std` per score with values."""
+    ok = df[df['status'] != 'failed']
+    if ok.empty: return pd.DataFrame()
+    key = ok['recipe'].map(_without_seeds)
+    cols = [c for c in _SCORES + _EVAL if c in ok.columns and pd.to_numeric(ok[c], errors='coerce').notna().any()]
+    vals = ok[cols].apply(pd.to_numeric, errors='coerce')
+    g = vals.groupby(key, sort=False)
+    out = pd.concat([g.size().rename('runs'), g.mean().round(4), g.std().round(4).add_suffix('_std')], axis=1)
+    return out.rename_axis('variant').reset_index()
+
+
+def _without_seeds(spec: str) -> str:
+    "A member spec without its seed settings: `cpu_split_lite0[epochs=6,split_seed=1]` -> `cpu_split_lite0[epochs=6]`."
+    name, _, inner = str(spec).partition('[')
+    rest = [x.strip() for x in inner.rstrip().rstrip(']').split(',')
+            if x.strip() and x.split('=')[0].strip() not in SEED_FIELDS]
+    return f"{name.strip()}[{','.join(rest)}]" if rest else name.strip()
+
+
+def _seed_lines(df: pd.DataFrame) -> list[str]:
+    "The `seed_means` table in Markdown, where some variant was run with more than one seed."
+    m = seed_means(df)
+    if m.empty or m['runs'].max() < 2: return []
+    scores = [c for c in _SCORES + _EVAL if c in m.columns]
+    lines = ['', f"## Mean over seeds ({' / '.join(SEED_FIELDS)}), ± standard deviation", '',
+             '| variant | runs | ' + ' | '.join(_HEAD[c] for c in scores) + ' |', '|' + ' --- |' * (len(scores) + 2)]
+    for r in m.to_dict('records'):
+        cells = [_cell(r[c], c) + ('' if np.isnan(r.get(f'{c}_std', np.nan)) else f" ± {r[f'{c}_std']:.4f}") for c in scores]
+        lines.append(f"| {_cell(r['variant'])} | {r['runs']} | " + ' | '.join(cells) + ' |')
+    return lines
+
+
 def _markdown(df: pd.DataFrame, name: str, description: str, data, overrides: dict, command: str, out: Path) -> str:
     "The study table in Markdown, headed by the data, the overrides and the regenerating command."
     ov = ', '.join(f'{k}={v}' for k, v in overrides.items()) or 'none'
@@ -156,7 +200,7 @@ def _markdown(df: pd.DataFrame, name: str, description: str, data, overrides: di
             p = Path(r['run_dir'])
             r['run_dir'] = p.relative_to(out.resolve()).as_posix() if p.is_relative_to(out.resolve()) else str(p)
         lines.append('| ' + ' | '.join(_cell(r.get(c), c) for c in cols) + ' |')
-    return '\n'.join(lines) + '\n'
+    return '\n'.join(lines + _seed_lines(df)) + '\n'
 
 
 def _chart(df: pd.DataFrame, title: str):

@@ -18,6 +18,7 @@ from fastmask.data.block import default_workers
 from fastmask.sources.demo import demo_dir
 from fastmask.recipes.registry import get_recipe, override, quick
 from fastmask.runners.train import build_learner
+from fastmask.runtime import Runtime
 
 
 class TimeTrain(Callback):
@@ -55,7 +56,7 @@ def main(argv=None):
     data = a.data or demo_dir(persons=300, eval_persons=60)
     workers = default_workers() if a.workers is None else a.workers
     r = override(quick(get_recipe('baseline_mobilenetv2')), arch=a.arch, size=a.size, bs=a.bs, epochs=1)
-    learn = build_learner(r, data, 'all', num_workers=workers)
+    learn = build_learner(r, data, 'all', runtime=Runtime(num_workers=workers))
     print(f'{a.arch} at {a.size}px, bs {a.bs}, workers {workers}, torch threads 1, '
           f'{len(learn.dls.train)} training batches per epoch')
     learn.fit(1, 1e-3, cbs=TimeTrain())                       # warm-up: builds the cache, first allocations

@@ -23,6 +23,7 @@ from fastmask.sources.demo import demo_dir
 from fastmask.sources.open import open_data
 from fastmask.recipes.registry import get_recipe, override, quick
 from fastmask.runners.train import build_learner
+from fastmask.runtime import Runtime
 
 
 def status() -> dict[str, int]:
@@ -77,7 +78,7 @@ def main(argv=None):
     s = Sampler()
     s.start()
     r = override(quick(get_recipe('baseline_mobilenetv2')), arch=a.arch, size=a.size, bs=a.bs, epochs=1)
-    learn = build_learner(r, src, 'all', num_workers=workers)
+    learn = build_learner(r, src, 'all', runtime=Runtime(num_workers=workers))
     t = time.perf_counter()
     with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3, cbs=StopAfter(a.batches))
     dt = time.perf_counter() - t

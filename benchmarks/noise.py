@@ -96,6 +96,9 @@ def main(argv=None):
     a = ap.parse_args(argv)
     import torch
     from fastmask.sources.demo import make_demo
+    from fastmask.recipes import resolve
+    from fastmask.runspec import RunSpec
+    from fastmask.runtime import Runtime
     from fastmask.tools.noise import find_noise
     if a.threads: torch.set_num_threads(a.threads)
     work = Path(a.keep) if a.keep else Path(tempfile.mkdtemp(prefix='fastmask-noise-'))
@@ -105,8 +108,10 @@ def main(argv=None):
     truth = inject(data, a.flip, a.swap, a.seed)
     changes = {k: getattr(a, k) if getattr(a, k) is not None else (v if a.quick else None) for k, v in QUICK.items()}
     t0 = time.time()
-    out = find_noise(a.recipe, data, a.folds, work / 'noise', work / 'runs', quick=a.quick, num_workers=a.workers,
-                     tasks=tuple(a.tasks), **changes)
+    ch = dict(changes, tasks=tuple(a.tasks))
+    spec = RunSpec.build(resolve(a.recipe, quick=a.quick, **ch), data, out=work / 'runs', overrides=ch,
+                         runtime=Runtime(num_workers=a.workers))
+    out = find_noise(spec, a.folds, work / 'noise')
     wall = time.time() - t0
     table = pd.read_csv(out / 'label_issues.csv', dtype={'person': str, 'path': str}, keep_default_na=False)
     table['issue'] = table['issue'].astype(str) == 'True'

@@ -20,14 +20,14 @@ from fastmask.io import read_json
 from fastmask.recipes import resolve
 from fastmask.runners.run import run_recipe
 from fastmask.runners.train import build_learner
-from fastmask.settings import cpu_bf16_fast, resolve_precision
+from fastmask.runtime import Runtime, cpu_bf16_fast, resolve_precision
 
 SHARED = Path(__file__).resolve().parents[1].parent / 'shared' / 'data'
 
 
-def step_rate(recipe, data, batches: int, warmup: int = 3) -> float:
+def step_rate(recipe, data, batches: int, runtime: Runtime, warmup: int = 3) -> float:
     "Training images per second of `batches` steps after `warmup` steps."
-    learn = build_learner(recipe, data, recipe.tasks[0], num_workers=0)
+    learn = build_learner(recipe, data, recipe.tasks[0], runtime=runtime)
     learn.model.train()
     learn.create_opt()
     xb, yb = learn.dls.one_batch()
@@ -55,25 +55,25 @@ def main():
     ap.add_argument('--epochs', type=int, default=2)
     ap.add_argument('--out', default='runs/bench-precision')
     a = ap.parse_args()
-    print(f"CPU has native bf16: {cpu_bf16_fast()}; 'auto' resolves to {resolve_precision('cpu', 'auto')}")
+    print(f"CPU has native bf16: {cpu_bf16_fast()}; 'auto' resolves to {resolve_precision(Runtime(), 'cpu')}")
     data = Path(a.f1_data)
     common = dict(size=a.size, bs=a.bs, tasks=('mask',), crop=0.0, head_init='')
-    settings = {'fp32': dict(precision='fp32', channels_last=False), 'auto': dict(precision='auto', channels_last=None),
-                'bf16': dict(precision='bf16', channels_last=True)}
+    settings = {'fp32': Runtime(precision='fp32', channels_last=False, num_workers=0), 'auto': Runtime(num_workers=0),
+                'bf16': Runtime(precision='bf16', channels_last=True, num_workers=0)}
     rates = {k: [] for k in settings}
     load0 = os.getloadavg()[0]
     for _ in range(a.rounds):                       # alternate, so both see the same machine
-        for k, s in settings.items(): rates[k].append(step_rate(resolve(a.recipe, **common, **s), data, a.batches))
+        for k, s in settings.items(): rates[k].append(step_rate(resolve(a.recipe, **common), data, a.batches, s))
     best = {k: max(v) for k, v in rates.items()}
     print(f"training steps, {a.recipe} at {a.size} px, batch {a.bs}: " + ', '.join(f'{k} {v:.1f} img/s' for k, v in best.items())
           + f": auto {best['auto'] / best['fp32']:.2f}x, bf16 {best['bf16'] / best['fp32']:.2f}x fp32 (load {load0:.1f}-{os.getloadavg()[0]:.1f})")
     f1 = {}
     for k, s in settings.items():
         if k == 'bf16': continue
-        ch = dict(common, epochs=a.epochs, **s)
+        ch = dict(common, epochs=a.epochs)
         ch.pop('head_init')
         t0 = time.time()
-        run = run_recipe(resolve(a.recipe, **ch), data, Path(a.out), overrides=ch)
+        run = run_recipe(resolve(a.recipe, **ch), data, Path(a.out), overrides=ch, runtime=s)
         f1[k] = (read_json(run / 'summary.json').get('valid_f1_mask'), time.time() - t0)
         print(f'{k}: valid mask macro F1 {f1[k][0]:.4f} in {f1[k][1] / 60:.1f} min ({run})', flush=True)
     print(f"whole run (probe head, {a.epochs} epochs, validation, eval): auto {f1['fp32'][1] / f1['auto'][1]:.2f}x faster than fp32; "

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from fastmask.settings import speed
+from fastmask.runtime import Runtime
 from fastmask.data.imagecache import clear_cache, human_bytes, cache_size
 from fastmask.data.block import default_workers, infer_dl
 from fastmask.sources.demo import demo_dir
@@ -59,11 +59,11 @@ def main(argv=None):
         import os
         os.environ['FASTMASK_CACHE'] = str(cache)                     # a private, empty cache for a cold start
         print(f'{n} eval images of {src.root}, {a.arch} at {a.size}px, bs {a.bs}, workers {workers}, torch threads 1')
-        pred = lambda: predict_paths(run, paths, bs=a.bs, num_workers=workers)
-        load = lambda: [b for b in infer_dl(paths, a.size, bs=a.bs, num_workers=workers)]
-        with speed(cache=False):
-            predict_paths(run, paths[:a.bs], bs=a.bs, num_workers=workers)   # warm-up: model load, first allocations
-            t_nc, l_nc = timed(pred), timed(load)
+        rt, no_cache = Runtime(num_workers=workers), Runtime(num_workers=workers, cache=False)
+        pred = lambda rt=rt: predict_paths(run, paths, bs=a.bs, runtime=rt)
+        load = lambda cache=True: [b for b in infer_dl(paths, a.size, bs=a.bs, num_workers=workers, cache=cache)]
+        predict_paths(run, paths[:a.bs], bs=a.bs, runtime=no_cache)   # warm-up: model load, first allocations
+        t_nc, l_nc = timed(lambda: pred(no_cache)), timed(lambda: load(False))
         t_cold = timed(pred)
         size = cache_size(cache / 'images')
         t_warm, l_warm = timed(pred), timed(load)

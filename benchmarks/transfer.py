@@ -73,11 +73,15 @@ def main():
     ap.add_argument('--persons', type=int, default=1000)
     ap.add_argument('--workers', type=int, default=None)
     ap.add_argument('--out', default='runs/bench-transfer')
+    ap.add_argument('--data-only', action='store_true', help="write the part's data (e.g. utkface-4000-s0.csv) and stop")
     a = ap.parse_args()
     out = Path(a.out)
     changes = dict(parse_set(s) for s in a.sets)
     datas = {}
     if a.part in ('utk', 'all'): datas['utk'] = (utk_csv(a.faces, out), dict(crop=0.0, size=160))
+    if a.data_only:
+        if a.part in ('practice', 'all'): practice_set(a.persons, out)
+        return print('\n'.join(str(d) for d, _ in datas.values()))
     if a.part in ('mask', 'all'): datas['mask'] = (SHARED / 'maskfaces' / 'labels.csv', dict(crop=0.0, size=160, tasks=('mask',)))
     if a.part in ('practice', 'all'): datas['practice'] = (practice_set(a.persons, out), {})
     rows = []

@@ -15,34 +15,7 @@ app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_comp
 data_app = typer.Typer(no_args_is_help=True, help='Make, check and describe data sets.')
 app.add_typer(data_app, name='data')
 
-DATA_HELP = "competition-layout folder, a labels .csv, or 'demo' (the built-in demo data)"
-PRECISION_HELP = 'auto (bf16 + channels-last on CUDA and on CPUs with native bf16, else fp32), fp32, bf16 or fp16'
-
-
-def precision_option():
-    return typer.Option(None, help=PRECISION_HELP)
-
-
-def channels_last_option():
-    return typer.Option(None, '--channels-last/--no-channels-last', help='channels-last memory format (default: auto)')
-
-
-def recipe_changes(epochs=None, size=None, bs=None, lr=None, arch=None, seed=None, tasks=None, pretrained=None, sets=(),
-                   **more) -> dict:
-    "The recipe overrides of a command's shared options and its `--set FIELD=VALUE` items (the architecture checked)."
-    from fastmask.models.backbones import check_arch
-    from fastmask.recipes import parse_set
-    if arch: check_arch(arch)
-    return dict(epochs=epochs, size=size, bs=bs, lr=lr, arch=arch, seed=seed, pretrained=pretrained,
-                tasks=tuple(tasks) if tasks else None, **more, **dict(parse_set(s) for s in sets or ()))
-
-
-def check_precision(precision: str | None) -> str | None:
-    "A known precision name, or a one-line error."
-    from fastmask.settings import PRECISIONS
-    if precision is not None and precision not in PRECISIONS:
-        fail(f"--precision {precision}: one of {', '.join(PRECISIONS)}")
-    return precision
+from fastmask.options import DATA_HELP, takes
 
 
 def fail(msg: str, code: int = 1):
@@ -82,69 +55,38 @@ def recipes_cmd(pattern: str = typer.Argument('*', help="shell pattern, e.g. 'sw
 
 @app.command('recipe')
 @user_errors
+@takes('data', 'out', 'recipe', 'prep', 'weights', 'speed', 'track')
 def recipe_cmd(name: str = typer.Argument(..., help='recipe name (see `fastmask recipes`)'),
-               data: str = typer.Option('demo', help=DATA_HELP),
-               out: Path = typer.Option(Path('runs'), help='root folder of run folders'),
-               quick: bool = typer.Option(False, '--quick', help='CPU smoke run: 64 px images, five epochs'),
-               epochs: Optional[int] = typer.Option(None, min=1), size: Optional[int] = typer.Option(None, min=16),
-               bs: Optional[int] = typer.Option(None, min=1), lr: Optional[float] = typer.Option(None, min=0.0),
-               arch: Optional[str] = typer.Option(None, help='any timm model name'),
-               seed: Optional[int] = typer.Option(None),
-               tasks: Optional[List[str]] = typer.Option(None, help='train only these tasks (all, mask, gender, age)'),
-               pretrained: Optional[bool] = typer.Option(None, '--pretrained/--no-pretrained'),
-               weights: Optional[Path] = typer.Option(None, help='local weights file for the backbone'),
-               workers: Optional[int] = typer.Option(None, min=0, help='data loader worker processes'),
-               compile: bool = typer.Option(False, '--compile', help='torch.compile the model (GPU)'),
-               no_cache: bool = typer.Option(False, '--no-cache', help='decode JPEGs every epoch, no image cache'),
-               skip_bad: bool = typer.Option(False, '--skip-bad', help='train on the data that passes `fastmask data check`; list the rest in RUN_DIR/skipped.csv'),
-               fix_labels: bool = typer.Option(False, '--fix-labels', help='correct the known label noise (recorded in config.json)'),
-               relabel: Optional[Path] = typer.Option(None, help="reviewed relabel CSV (see 'fastmask data noise'; recorded in config.json)"),
-               track: Optional[str] = typer.Option(None, help='log to tensorboard, mlflow or wandb (offline, in the run folder)'),
                folds: Optional[int] = typer.Option(None, min=2, help='k-fold by person: train K fold models, soft-vote them'),
                fold: Optional[int] = typer.Option(None, min=0, help='train only fold I of a k-fold recipe (a job of its own; the k-fold run reuses it)'),
-               gpus: Optional[int] = typer.Option(None, min=1, help='train with DDP on N GPUs of this machine (runs torchrun)'),
-               precision: Optional[str] = precision_option(), channels_last: Optional[bool] = channels_last_option(),
-               set_: Optional[List[str]] = typer.Option(None, '--set', help='any recipe field, FIELD=VALUE (repeatable), e.g. --set bn=frozen --set freeze_epochs=2')):
+               gpus: Optional[int] = typer.Option(None, min=1, help='train with DDP on N GPUs of this machine (runs torchrun)'), *, o):
     "Train a recipe into a new run folder."
     from fastmask.callbacks.distributed import gpus_relaunch, rank
     if gpus_relaunch(gpus, sys.argv[1:]) is not None: return
-    from fastmask.settings import configure; configure(compile=compile, cache=not no_cache)
     from fastmask.recipes.registry import resolve
-    from fastmask.runners.run import run_recipe
-    changes = recipe_changes(epochs, size, bs, lr, arch, seed, tasks, pretrained, set_,
-                             precision=check_precision(precision), channels_last=channels_last)
-    r = resolve(name, quick=quick, **changes)
+    from fastmask.runners.run import start_run
+    changes = o.changes()
+    r = resolve(name, quick=o.quick, **changes)
     if folds or fold is not None:
         from fastmask.runners.kfold import as_kfold, fold_recipe
         if folds: r = as_kfold(r, folds)
         if fold is not None: r = fold_recipe(r, fold)
-    run_dir = run_recipe(r, data, out, weights=weights, num_workers=workers, skip_bad=skip_bad, fix_labels=fix_labels,
-                         relabel=relabel, track=track, overrides={k: v for k, v in dict(changes, quick=quick or None).items() if v is not None})
-    from fastmask.io import read_json
+    run_dir = start_run(o.spec(r, changes))
     if rank(): return                                   # other DDP processes: rank 0 reports
-    show({k: v for k, v in read_json(run_dir / 'summary.json').items() if 'f1' in k or k == 'wall_time_s'},
+    show_scores(run_dir)
+
+
+def show_scores(run_dir: Path):
+    "Print a finished run's F1 scores and wall time under its folder."
+    from fastmask.rundir import RunDir
+    show({k: v for k, v in RunDir(run_dir).read_summary().items() if 'f1' in k or k == 'wall_time_s'},
          f'run folder: {run_dir}')
 
 
 @app.command('tune')
 @user_errors
+@takes('data', 'out', 'recipe', 'prep', 'weights', 'speed')
 def tune_cmd(name: Optional[str] = typer.Argument(None, help='recipe name (not needed with --show)'),
-             data: str = typer.Option('demo', help=DATA_HELP),
-             out: Path = typer.Option(Path('runs'), help='root folder of run folders (default study file: OUT/tune/STUDY.db)'),
-             quick: bool = typer.Option(False, '--quick', help='CPU smoke trials: 64 px images, five epochs'),
-             epochs: Optional[int] = typer.Option(None, min=1), size: Optional[int] = typer.Option(None, min=16),
-             bs: Optional[int] = typer.Option(None, min=1), lr: Optional[float] = typer.Option(None, min=0.0),
-             arch: Optional[str] = typer.Option(None, help='any timm model name'),
-             seed: Optional[int] = typer.Option(None),
-             tasks: Optional[List[str]] = typer.Option(None, help='train only these tasks (all, mask, gender, age)'),
-             pretrained: Optional[bool] = typer.Option(None, '--pretrained/--no-pretrained'),
-             weights: Optional[Path] = typer.Option(None, help='local weights file for the backbone'),
-             workers: Optional[int] = typer.Option(None, min=0, help='data loader worker processes'),
-             compile: bool = typer.Option(False, '--compile', help='torch.compile the model (GPU)'),
-             no_cache: bool = typer.Option(False, '--no-cache', help='decode JPEGs every epoch, no image cache'),
-             skip_bad: bool = typer.Option(False, '--skip-bad', help='train on the data that passes `fastmask data check`'),
-             fix_labels: bool = typer.Option(False, '--fix-labels', help='correct the known label noise'),
-             set_: Optional[List[str]] = typer.Option(None, '--set', help='any recipe field, fixed for every trial, FIELD=VALUE'),
              trials: int = typer.Option(20, min=1, help="this process's trials (workers sharing a study add theirs)"),
              timeout: Optional[float] = typer.Option(None, min=1, help='stop starting trials after this many seconds'),
              space: Optional[Path] = typer.Option(None, help="search space JSON/YAML (default: the recipe family's)"),
@@ -153,23 +95,21 @@ def tune_cmd(name: Optional[str] = typer.Argument(None, help='recipe name (not n
              storage: Optional[str] = typer.Option(None, help='Optuna database URL, e.g. sqlite:///tune.db, postgresql://...'),
              study_name: Optional[str] = typer.Option(None, help='join this study or create it (default: a new one)'),
              resume: bool = typer.Option(False, '--resume', help='continue --study-name; fail if it does not exist'),
-             show: bool = typer.Option(False, '--show', help="print the study's trials and write its plots, train nothing")):
+             show: bool = typer.Option(False, '--show', help="print the study's trials and write its plots, train nothing"), *, o):
     "Optuna search over a recipe's fields: every trial is a run folder; --show prints a study and plots it."
     if show:
         from rich.console import Console
         from fastmask.tools.tuneshow import rich_trials_table, show_study
-        study, df, files, notes = show_study(storage, study_name, out)
+        study, df, files, notes = show_study(storage, study_name, o.out)
         Console(width=None if sys.stdout.isatty() else 200).print(rich_trials_table(df, f'study {study.study_name}: {len(df)} trial(s)'))
         for line in [f'wrote {p}' for p in files] + notes: typer.echo(line)
         return
     if name is None: fail('RECIPE: missing (the recipe to tune; see `fastmask recipes`)')
-    from fastmask.settings import configure
+    from fastmask.recipes.registry import resolve
     from fastmask.tools.tune import tune
-    configure(compile=compile, cache=not no_cache)
-    changes = recipe_changes(epochs, size, bs, lr, arch, seed, tasks, pretrained, set_)
-    study = tune(name, data, out, trials=trials, timeout=timeout, space=space, metric=metric, pruner=pruner,
-                 storage=storage, study_name=study_name, resume=resume, quick=quick, overrides=changes,
-                 weights=weights, num_workers=workers, skip_bad=skip_bad, fix_labels=fix_labels, log=typer.echo)
+    changes = o.changes()
+    study = tune(o.spec(resolve(name, quick=o.quick, **changes), changes), trials=trials, timeout=timeout, space=space,
+                 metric=metric, pruner=pruner, storage=storage, study_name=study_name, resume=resume, log=typer.echo)
     done = [t for t in study.trials if t.state.name == 'COMPLETE']
     if done:
         best = max(done, key=lambda t: t.value)
@@ -178,72 +118,56 @@ def tune_cmd(name: Optional[str] = typer.Argument(None, help='recipe name (not n
 
 @app.command('predict')
 @user_errors
+@takes('data', 'speed')
 def predict_cmd(run_dir: Path = typer.Argument(..., help='a finished run folder'),
-                data: str = typer.Option('demo', help=DATA_HELP),
                 out: Optional[Path] = typer.Option(None, help='submission file (default RUN_DIR/submission.csv)'),
                 tta: bool = typer.Option(False, '--tta', help='average with horizontally flipped images'),
-                bs: int = typer.Option(64, min=1), workers: Optional[int] = typer.Option(None, min=0),
-                compile: bool = typer.Option(False, '--compile', help='torch.compile the model (GPU)'),
-                no_cache: bool = typer.Option(False, '--no-cache', help='decode the JPEGs directly, no image cache'),
-                onnx: bool = typer.Option(False, '--onnx', help="use RUN_DIR/model.onnx (see 'fastmask export') with onnxruntime"),
-                precision: Optional[str] = precision_option(), channels_last: Optional[bool] = channels_last_option()):
-    "Write a submission (ImageID, ans) for the data's eval images."
-    from fastmask.settings import configure
-    configure(compile=compile, cache=not no_cache, precision=check_precision(precision), channels_last=channels_last)
+                bs: int = typer.Option(64, min=1),
+                onnx: bool = typer.Option(False, '--onnx', help="use RUN_DIR/model.onnx (see 'fastmask export') with onnxruntime"), *, o):
+    "Write a submission (ImageID, ans) for the data's eval images, at the run's own precision unless told otherwise."
     from fastmask.sources.open import open_data
-    from fastmask.inference.predict import predict_paths, write_submission
+    from fastmask.inference.predict import predict_paths, run_runtime, write_submission
+    from fastmask.rundir import RunDir
     if not run_dir.is_dir(): fail(f'{run_dir}: run folder does not exist')
-    src = open_data(data)
+    src, rt = open_data(o.data), o.runtime(run_runtime(run_dir))
     if src.eval is None: fail(f'{src.root}: has no eval/info.csv to predict')
     if onnx:
         from fastmask.tools.export import onnx_file, onnx_predict_paths
-        probs = onnx_predict_paths(onnx_file(run_dir), src.eval['path'], bs=bs, num_workers=workers, tta=tta)
-    else: probs = predict_paths(run_dir, src.eval['path'], bs=bs, num_workers=workers, tta=tta)
-    path = write_submission(out or run_dir / 'submission.csv', src.eval, probs)
+        probs = onnx_predict_paths(onnx_file(run_dir), src.eval['path'], bs=bs, num_workers=rt.num_workers, tta=tta)
+    else: probs = predict_paths(run_dir, src.eval['path'], bs=bs, runtime=rt, tta=tta)
+    path = write_submission(out or RunDir(run_dir).submission, src.eval, probs)
     typer.echo(f'wrote {path} ({len(src.eval)} rows)')
 
 
 @app.command('evaluate')
 @user_errors
+@takes('speed')
 def evaluate_cmd(run_dir: Path = typer.Argument(..., help='a finished run folder (single, split-task, k-fold or ensemble)'),
                  data: str = typer.Option(..., help="a labels .csv, or a layout (or 'demo') with eval/truth.csv"),
                  out: Optional[Path] = typer.Option(None, help='output folder (default RUN_DIR/eval_<data name>)'),
-                 bs: int = typer.Option(64, min=1), workers: Optional[int] = typer.Option(None, min=0),
-                 tta: bool = typer.Option(False, '--tta', help='average with horizontally flipped images'),
-                 precision: Optional[str] = precision_option(), channels_last: Optional[bool] = channels_last_option()):
+                 bs: int = typer.Option(64, min=1),
+                 tta: bool = typer.Option(False, '--tta', help='average with horizontally flipped images'), *, o):
     "Score a run on labelled images: macro F1 per task, per-class F1, confusion matrices (true age groups)."
-    from fastmask.settings import configure
+    from fastmask.inference.predict import run_runtime
     from fastmask.tools.evaluate import evaluate
-    configure(precision=check_precision(precision), channels_last=channels_last)
-    res = evaluate(run_dir, data, out, bs=bs, num_workers=workers, tta=tta)
-    show({k: v for k, v in res.items() if k.startswith('f1') or k == 'n_images'}, f"wrote {res['out']}")
+    rt = o.runtime(run_runtime(run_dir)) if run_dir.is_dir() else None
+    res = evaluate(run_dir, data, out, bs=bs, runtime=rt, tta=tta)
+    show({k: v for k, v in res.items() if k.startswith('f1') or k in ('n_images', 'precision')}, f"wrote {res['out']}")
 
 
 @app.command('study')
 @user_errors
+@takes('data', 'out', 'recipe', 'prep', 'weights', 'speed')
 def study_cmd(names: Optional[List[str]] = typer.Argument(None, help="a study name (see --list), or recipe names, e.g. 'cpu_split_lite0[bn=train]'"),
-              data: str = typer.Option('demo', help=DATA_HELP),
-              out: Path = typer.Option(Path('runs'), help='root folder of run folders (the table goes to OUT/study/NAME)'),
-              list_: bool = typer.Option(False, '--list', help='list the named studies'),
-              quick: bool = typer.Option(False, '--quick', help='CPU smoke runs: 64 px images, five epochs'),
-              epochs: Optional[int] = typer.Option(None, min=1), size: Optional[int] = typer.Option(None, min=16),
-              bs: Optional[int] = typer.Option(None, min=1), lr: Optional[float] = typer.Option(None, min=0.0),
-              arch: Optional[str] = typer.Option(None, help='any timm model name'),
-              seed: Optional[int] = typer.Option(None),
-              tasks: Optional[List[str]] = typer.Option(None, help='train only these tasks (all, mask, gender, age)'),
-              pretrained: Optional[bool] = typer.Option(None, '--pretrained/--no-pretrained'),
-              weights: Optional[Path] = typer.Option(None, help='local weights file for the backbone'),
-              workers: Optional[int] = typer.Option(None, min=0, help='data loader worker processes'),
-              set_: Optional[List[str]] = typer.Option(None, '--set', help='any recipe field for every member, FIELD=VALUE')):
-    "Run several recipes (or a named study) with shared overrides, reusing finished runs; tabulate and chart them."
+              list_: bool = typer.Option(False, '--list', help='list the named studies'), *, o):
+    "Run several recipes (or a named study) with shared overrides, reusing finished runs of the same specification; tabulate and chart them (OUT/study/NAME)."
     from fastmask.tools.study import failed_members, list_studies, run_study
     if list_:
         for n, s in list_studies().items(): typer.echo(f"{n}  {s['description']}\n    {', '.join(s['members'])}")
         return
     if not names: fail('give a study name (see --list) or recipe names')
-    ov = recipe_changes(epochs, size, bs, lr, arch, seed, tasks, pretrained, set_)
-    dest = run_study(names[0] if len(names) == 1 else names, data, out, ov, quick=quick, weights=weights,
-                     num_workers=workers)
+    dest = run_study(names[0] if len(names) == 1 else names, o.data, o.out, o.changes(), quick=o.quick,
+                     **{k: v for k, v in o.build_options().items() if k != 'track'})
     typer.echo((dest / 'study.md').read_text())
     if failed := failed_members(dest): fail(f"{dest}: {len(failed)} member(s) failed: {', '.join(failed)}")
 
@@ -331,26 +255,13 @@ def data_stats_cmd(data: str = typer.Argument(..., help=DATA_HELP),
 
 @data_app.command('noise')
 @user_errors
+@takes('data', 'recipe', 'prep', 'weights', 'speed')
 def data_noise_cmd(run_dir: Optional[Path] = typer.Argument(None, help='a finished k-fold run folder (else train one: --recipe)'),
-                   data: str = typer.Option('demo', help=DATA_HELP),
                    recipe: Optional[str] = typer.Option(None, help='recipe to train k-fold by person (see `fastmask recipes`)'),
                    folds: int = typer.Option(5, min=2, help='folds by person'),
                    out: Optional[Path] = typer.Option(None, help='output folder (default RUNS/noise/<recipe>/<timestamp>)'),
                    runs: Path = typer.Option(Path('runs'), help='root folder of run folders (the k-fold run goes there)'),
-                   top: int = typer.Option(16, min=1, help='suspects drawn in suspects.png and printed'),
-                   quick: bool = typer.Option(False, '--quick', help='CPU smoke run: 64 px images, five epochs'),
-                   epochs: Optional[int] = typer.Option(None, min=1), size: Optional[int] = typer.Option(None, min=16),
-                   bs: Optional[int] = typer.Option(None, min=1), lr: Optional[float] = typer.Option(None, min=0.0),
-                   arch: Optional[str] = typer.Option(None, help='any timm model name'),
-                   seed: Optional[int] = typer.Option(None),
-                   tasks: Optional[List[str]] = typer.Option(None, help='train only these tasks (all, mask, gender, age)'),
-                   pretrained: Optional[bool] = typer.Option(None, '--pretrained/--no-pretrained'),
-                   weights: Optional[Path] = typer.Option(None, help='local weights file for the backbone'),
-                   workers: Optional[int] = typer.Option(None, min=0, help='data loader worker processes'),
-                   skip_bad: bool = typer.Option(False, '--skip-bad', help='train on the data that passes `fastmask data check`'),
-                   fix_labels: bool = typer.Option(False, '--fix-labels', help='correct the known label noise first'),
-                   relabel: Optional[Path] = typer.Option(None, help='apply a reviewed relabel CSV first (a second round)'),
-                   set_: Optional[List[str]] = typer.Option(None, '--set', help='any recipe field, FIELD=VALUE (repeatable)')):
+                   top: int = typer.Option(16, min=1, help='suspects drawn in suspects.png and printed'), *, o):
     "Find likely mislabelled photos and people with cleanlab on out-of-fold probabilities (needs the noise extra: cleanlab)."
     import pandas as pd
     from fastmask.io import read_json
@@ -358,9 +269,9 @@ def data_noise_cmd(run_dir: Optional[Path] = typer.Argument(None, help='a finish
     if (run_dir is None) == (recipe is None): fail('give either RUN_DIR (a finished k-fold run) or --recipe NAME to train one')
     if run_dir is not None: res = noise_report(run_dir, out, top)
     else:
-        res = find_noise(recipe, data, folds, out, runs, quick=quick, num_workers=workers, top=top, weights=weights,
-                         skip_bad=skip_bad, fix_labels=fix_labels, relabel=relabel,
-                         **recipe_changes(epochs, size, bs, lr, arch, seed, tasks, pretrained, set_))
+        from fastmask.recipes.registry import resolve
+        changes = o.changes()
+        res = find_noise(o.spec(resolve(recipe, quick=o.quick, **changes), changes, out=runs), folds, out, top)
     info, table = read_json(res / 'noise.json'), pd.read_csv(res / 'label_issues.csv', dtype={'person': str}, keep_default_na=False)
     show({'k-fold run': info['run'], **{f'likely errors ({t})': info['issues'][t] for t in info['tasks']},
           'files': 'label_issues.csv, suspects.png, relabel.csv'}, f'wrote {res}')
@@ -370,14 +281,13 @@ def data_noise_cmd(run_dir: Optional[Path] = typer.Argument(None, help='a finish
 
 @app.command('resume')
 @user_errors
-def resume_cmd(run_dir: Path = typer.Argument(..., help='an interrupted run folder'),
-               workers: Optional[int] = typer.Option(None, min=0, help='data loader worker processes')):
-    "Continue an interrupted run from its last finished epoch."
+@takes('speed')
+def resume_cmd(run_dir: Path = typer.Argument(..., help='an interrupted run folder'), *, o):
+    "Continue an interrupted run from its last finished epoch, with the specification it recorded (speed options override its runtime)."
+    from fastmask.inference.predict import run_runtime
     from fastmask.runners.run import resume_run
-    from fastmask.io import read_json
-    run_dir = resume_run(run_dir, num_workers=workers)
-    show({k: v for k, v in read_json(run_dir / 'summary.json').items() if 'f1' in k or k == 'wall_time_s'},
-         f'run folder: {run_dir}')
+    rt = o.runtime(run_runtime(run_dir)) if run_dir.is_dir() else None
+    show_scores(resume_run(run_dir, runtime=rt))
 
 
 @data_app.command('check')
@@ -418,25 +328,16 @@ def report_cmd(run_dir: Path = typer.Argument(..., help='a run folder'),
 
 @app.command('lr-find')
 @user_errors
+@takes('data', 'recipe', 'weights', 'speed')
 def lr_find_cmd(name: str = typer.Argument(..., help='recipe name (see `fastmask recipes`)'),
-                data: str = typer.Option('demo', help=DATA_HELP),
                 task: Optional[str] = typer.Option(None, help="task model (default the recipe's first)"),
-                quick: bool = typer.Option(False, '--quick', help='CPU smoke run: small images'),
-                size: Optional[int] = typer.Option(None, min=16), bs: Optional[int] = typer.Option(None, min=1),
-                arch: Optional[str] = typer.Option(None, help='any timm model name'),
-                pretrained: Optional[bool] = typer.Option(None, '--pretrained/--no-pretrained'),
                 num_it: int = typer.Option(100, min=25, help='mini-batches of the range test'),
-                out: Optional[Path] = typer.Option(None, help='plot file (default runs/lr_find/NAME_TASK.png)'),
-                workers: Optional[int] = typer.Option(0, min=0, help='data loader worker processes'),
-                precision: Optional[str] = precision_option(), channels_last: Optional[bool] = channels_last_option(),
-                set_: Optional[List[str]] = typer.Option(None, '--set', help='any recipe field, FIELD=VALUE (repeatable)')):
-    "fastai's learning-rate finder on a recipe's learner: save the plot, print the suggested rates."
-    from fastmask.recipes import parse_set
+                out: Optional[Path] = typer.Option(None, help='plot file (default runs/lr_find/NAME_TASK.png)'), *, o):
+    "fastai's learning-rate finder on a recipe's learner (resolved as `fastmask recipe` does): save the plot, print the suggested rates."
+    from fastmask.runtime import Runtime
     from fastmask.tools.lrfind import lr_find
-    changes = dict(size=size, bs=bs, arch=arch, pretrained=pretrained, precision=check_precision(precision),
-                   channels_last=channels_last, **dict(parse_set(s) for s in set_ or ()))
-    sugg, path = lr_find(name, data, task, quick=quick, out=out, num_it=num_it, num_workers=workers,
-                         **{k: v for k, v in changes.items() if v is not None})
+    sugg, path = lr_find(name, o.data, task, quick=o.quick, out=out, num_it=num_it, weights=o.weights,
+                         runtime=o.runtime(Runtime(num_workers=0)), **{k: v for k, v in o.changes().items() if v is not None})
     show({k: f'{v:.2e}' for k, v in sugg.items()}, f'suggested learning rates (plot: {path})')
 
 

@@ -8,6 +8,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from sklearn.metrics import confusion_matrix, f1_score
 
+from fastmask.rundir import RunDir
 from fastmask.errors import FastmaskError
 from fastmask.io import atomic_path
 from fastmask.labels import DEFAULT_AGE_CUT, age_group, class_names, decode, task_names
@@ -127,16 +128,16 @@ def plot_top_losses(rows: pd.DataFrame, ncols: int = 3) -> Figure:
 def report(run_dir, k: int = 9) -> list[Path]:
     "Write every plot the run folder has data for; return the PNG paths."
     run_dir = Path(run_dir)
+    rd = RunDir(run_dir)
     if not run_dir.is_dir(): raise FastmaskError(f'{run_dir}: run folder does not exist')
     out = []
-    for f in sorted(run_dir.glob('metrics_*.csv')):
-        task = f.stem[len('metrics_'):]
+    for task, f in rd.metrics_files().items():
         try: out.append(save_figure(plot_curves(f, f'{run_dir.parent.name} / {run_dir.name}: {task} model'),
                                     run_dir / f'curves_{task}.png'))
         except (FastmaskError, pd.errors.EmptyDataError): pass
-    vp_path = run_dir / 'valid_preds.csv'
+    vp_path = rd.valid_preds
     if not vp_path.is_file():
-        if not out: raise FastmaskError(f'{run_dir}: no metrics_*.csv and no valid_preds.csv to plot (unfinished run?)')
+        if not out: raise FastmaskError(f'{run_dir}: no metric logs and no validation predictions to plot (unfinished run?)')
         return out
     vp = pd.read_csv(vp_path)
     for task in ('all', *_TASKS):
@@ -149,7 +150,7 @@ def report(run_dir, k: int = 9) -> list[Path]:
         if task == 'all':
             out.append(save_figure(plot_class_f1(*tp, names, f'per-class F1, macro F1 {f1_score(*tp, average="macro"):.3f}'),
                                    run_dir / 'class_f1.png'))
-    if (run_dir / 'valid_probs.npy').is_file() and 'label' in vp.columns:
-        rows = top_losses(vp, np.load(run_dir / 'valid_probs.npy'), k)
+    if rd.valid_probs.is_file() and 'label' in vp.columns:
+        rows = top_losses(vp, np.load(rd.valid_probs), k)
         out.append(save_figure(plot_top_losses(rows), run_dir / 'top_losses.png'))
     return out

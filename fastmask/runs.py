@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from fastmask.rundir import RunDir
 from fastmask.errors import FastmaskError
 
 __all__ = ['SORT_KEYS', 'RUNNING_S', 'epochs_logged', 'find_runs', 'run_status', 'run_record', 'runs_table', 'rich_runs_table',
@@ -40,7 +41,7 @@ def find_runs(root='runs', pattern: str = '*') -> list[Path]:
     "Run folders (holding config.json or summary.json) under `root` whose recipe name or `recipe/stamp` matches."
     root = Path(root)
     if not root.is_dir(): raise FastmaskError(f'{root}: runs folder does not exist')
-    dirs = sorted({p.parent for n in ('config.json', 'summary.json') for p in root.rglob(n)
+    dirs = sorted({p.parent for n in (RunDir.CONFIG, RunDir.SUMMARY) for p in root.rglob(n)
                    if 'mlruns' not in p.parts and 'wandb' not in p.parts})
     def match(d: Path) -> bool:
         rel = d.relative_to(root).as_posix()
@@ -51,7 +52,7 @@ def find_runs(root='runs', pattern: str = '*') -> list[Path]:
 def run_status(run_dir, now: float | None = None) -> str:
     "`finished` (summary.json written last), `running` (files changed recently) or `stopped` (interrupted or crashed)."
     run_dir = Path(run_dir)
-    s = _read(run_dir / 'summary.json')
+    s = _read(RunDir(run_dir).summary)
     if s: return str(s.get('status', 'finished'))
     mtimes = [p.stat().st_mtime for p in run_dir.rglob('*') if p.is_file()]
     recent = mtimes and (now or time.time()) - max(mtimes) < RUNNING_S
@@ -71,8 +72,7 @@ def format_overrides(overrides: dict) -> str:
 def _epochs(run_dir: Path, summary: dict) -> str:
     "Epochs trained per task: metric-log rows, else the summary's count; one number when every task agrees."
     per = {}
-    for f in sorted(run_dir.glob('metrics_*.csv')):
-        per[f.stem[len('metrics_'):]] = epochs_logged(f)
+    for task, f in RunDir(run_dir).metrics_files().items(): per[task] = epochs_logged(f)
     if not per and isinstance(summary.get('epochs'), dict): per = summary['epochs']
     elif not per and summary.get('epochs') is not None: return str(summary['epochs'])
     if not per: return ''
@@ -83,7 +83,7 @@ def _epochs(run_dir: Path, summary: dict) -> str:
 def run_record(run_dir, root=None, now: float | None = None) -> dict:
     "One row of the runs table for a run folder (finished or not)."
     run_dir = Path(run_dir)
-    cfg, s = _read(run_dir / 'config.json'), _read(run_dir / 'summary.json')
+    cfg, s = _read(RunDir(run_dir).config), _read(RunDir(run_dir).summary)
     recipe = s.get('recipe') or (cfg.get('recipe') or {}).get('name') or run_dir.parent.name
     rel = run_dir.relative_to(root).as_posix() if root is not None else str(run_dir)
     return dict(run=rel, recipe=recipe, overrides=format_overrides(cfg.get('overrides', {})), epochs=_epochs(run_dir, s),

@@ -36,9 +36,3 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir(): pytest.skip(f'{SHARED_DATA} not present')
     return SHARED_DATA
 
-
-@pytest.fixture(autouse=True)
-def _speed_settings_restored():
-    "Commands a test invokes in-process (`--precision`, `--compile`, ...) change the process's settings: undo them."
-    from fastmask.settings import speed
-    with speed(): yield

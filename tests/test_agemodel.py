@@ -62,6 +62,6 @@ def test_external_age_recipe_quick(tiny_demo, tmp_path):
     cut = read_json(run / 'config.json')['recipe']['age_cut']
     assert (vf['pred'] % 3 == group_probs(vf['est_age'], cut).argmax(1)).all()  # the age head is the estimator's
     src = open_data(tiny_demo)
-    ep = predict_paths(run, src.eval['path'][:5], num_workers=0)  # later predictions use the estimator too
+    ep = predict_paths(run, src.eval['path'][:5])  # later predictions use the estimator too
     assert ep.shape == (5, 18) and np.allclose(ep.sum(1), 1, atol=1e-4)
     assert len(pd.read_csv(run / 'submission.csv')) == len(src.eval)

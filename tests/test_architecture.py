@@ -79,8 +79,8 @@ def test_registries_import_no_plugins(registry):
     assert not {d for d in deps if d.startswith(('fastmask.runners.', 'fastmask.recipes.catalogue'))} - {registry}
 
 
-LAYERS = ['errors', 'io', 'labels', 'settings', 'progress', 'runinfo', 'runs', 'plots', 'sources', 'data', 'models',
-          'losses', 'optim', 'callbacks', 'inference', 'recipes', 'runners', 'tools', 'cli']
+LAYERS = ['errors', 'io', 'rundir', 'labels', 'runtime', 'progress', 'runinfo', 'runs', 'plots', 'sources', 'data',
+          'models', 'losses', 'optim', 'callbacks', 'inference', 'recipes', 'runspec', 'runners', 'tools', 'options', 'cli']
 ALLOWED_UP = {('inference.predict', 'runners.registry')}   # the leaf registry of prediction hooks
 
 

@@ -160,3 +160,123 @@ def _kill_resume_compare(ref, cut, tmp_path):
     a, b = (pd.read_json(d / 'summary.json', typ='series').drop(['wall_time_s']) for d in (ref_dir, run_dir))
     pd.testing.assert_series_equal(a, b)
     assert (ref_dir / 'submission.csv').read_text() == (run_dir / 'submission.csv').read_text()
+
+
+# --- CUDA and multi-process paths, checked on the CPU: a stand-in device, a fake CUDA, a one-process gloo group ---
+
+import random
+import socket
+
+import numpy as np
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import TensorDataset
+from fastai.data.core import DataLoaders
+from fastai.learner import Learner
+from fastai.torch_core import set_seed
+
+from fastmask.callbacks.checkpoint import rng_states, set_rng_states
+
+
+@pytest.fixture
+def ddp_group():
+    "A one-process gloo process group, as torchrun's ranks join, destroyed after the test."
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    torch.distributed.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}', rank=0, world_size=1)
+    yield
+    torch.distributed.destroy_process_group()
+
+
+class DDPWrap(Callback):
+    "fastai's `DistributedTrainer` without Accelerate: the model in DistributedDataParallel during the fit only."
+    order = 11
+    def before_fit(self): self.learn.model = DistributedDataParallel(self.model)
+    def after_fit(self): self.learn.model = self.model.module
+
+
+def _small(fname, *cbs) -> Learner:
+    "A small BatchNorm model on random data with a checkpoint at `fname`."
+    set_seed(0)
+    x = torch.randn(64, 5)
+    ds = TensorDataset(x, (x[:, 0] > 0).long())
+    model = nn.Sequential(nn.Linear(5, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
+    return Learner(DataLoaders.from_dsets(ds, ds, bs=16, device='cpu'), model, loss_func=nn.CrossEntropyLoss(),
+                   cbs=[CheckpointCallback(fname), *cbs])
+
+
+def _small_fit(learn, epochs=2):
+    with learn.no_bar(), learn.no_logging(): learn.fit(epochs, 1e-2)
+    return learn
+
+
+class _FakeCuda:
+    "Stands in for `torch.cuda` on a machine with `n` GPUs: `set_rng_state` checks what the real one checks."
+    def __init__(self, monkeypatch, n: int, current: int = 0, states=None):
+        self.n, self.set = n, {}
+        for k, v in dict(is_available=lambda: True, device_count=lambda: n, current_device=lambda: current,
+                         get_rng_state_all=lambda: list(states), set_rng_state=self.set_rng_state,
+                         set_rng_state_all=lambda ts: [self.set_rng_state(t, i) for i, t in enumerate(ts)]).items():
+            monkeypatch.setattr(torch.cuda, k, v)
+    def set_rng_state(self, t, device=0):
+        if device >= self.n: raise RuntimeError('CUDA error: invalid device ordinal')
+        if t.device.type != 'cpu' or t.dtype != torch.uint8: raise TypeError('RNG state must be a torch.ByteTensor')
+        self.set[device] = t.clone()
+
+
+def test_rng_states_restore_from_a_checkpoint_loaded_onto_the_model_device(tmp_path):
+    "Resume loads the checkpoint onto the model's device (CUDA on a GPU, 'meta' here): torch's RNG state must stay usable."
+    with pytest.raises(KeyboardInterrupt): _small_fit(_small(tmp_path / 'ck.pth', Crash(at=0)))
+    saved = torch.load(tmp_path / 'ck.pth', weights_only=False)['rng']
+    ck = torch.load(tmp_path / 'ck.pth', map_location=torch.device('meta'), weights_only=False)   # as `before_fit` maps it
+    torch.manual_seed(123)
+    set_rng_states(ck['rng'])
+    assert torch.equal(torch.get_rng_state(), torch.as_tensor(saved['torch']))
+
+
+def test_cuda_rng_states_from_a_machine_with_more_gpus(tmp_path, monkeypatch):
+    "States of 4 GPUs (saved by the run's rank 2) restore on 1 GPU: device 0 only, as CPU ByteTensors, the saver's stream."
+    states = [torch.full((16,), i, dtype=torch.uint8) for i in range(4)]
+    cuda = _FakeCuda(monkeypatch, 1)
+    set_rng_states(dict(python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state(), cuda=states))
+    assert list(cuda.set) == [0] and torch.equal(cuda.set[0], states[0])       # an older file: no current device
+    _FakeCuda(monkeypatch, 4, current=2, states=states)
+    torch.save(rng_states(), tmp_path / 'rng.pth')
+    cuda = _FakeCuda(monkeypatch, 1)
+    set_rng_states(torch.load(tmp_path / 'rng.pth', map_location=torch.device('meta'), weights_only=False))
+    assert list(cuda.set) == [0] and torch.equal(cuda.set[0], states[2])
+
+
+def test_checkpoint_of_a_ddp_fit_has_no_wrapper_prefix(tmp_path, ddp_group):
+    "A DistributedDataParallel fit's checkpoint holds the bare model's keys; a single-process run resumes from it."
+    with pytest.raises(KeyboardInterrupt): _small_fit(_small(tmp_path / 'ck.pth', DDPWrap(), Crash(at=0)))
+    ck = torch.load(tmp_path / 'ck.pth', weights_only=False)
+    ref = _small(tmp_path / 'none.pth').model.state_dict()
+    assert list(ck['model']) == list(ref)
+    learn = _small_fit(_small(tmp_path / 'ck.pth'))     # no process group needed
+    assert learn.checkpoint.start == 1 and len(learn.recorder.values) == 2
+
+
+def test_checkpoint_with_module_prefixes_still_loads(tmp_path):
+    "Files written before the fix hold `module.` keys: resume strips them."
+    with pytest.raises(KeyboardInterrupt): _small_fit(_small(tmp_path / 'ck.pth', Crash(at=0)))
+    ck = torch.load(tmp_path / 'ck.pth', weights_only=False)
+    ck['model'] = {f'module.{k}': v for k, v in ck['model'].items()}
+    torch.save(ck, tmp_path / 'ck.pth')
+    learn = _small_fit(_small(tmp_path / 'ck.pth'))
+    assert learn.checkpoint.start == 1 and len(learn.recorder.values) == 2
+
+
+def test_only_rank_0_writes_and_every_rank_resumes_from_its_file(tmp_path, monkeypatch):
+    "Rank 1 (its run folder a scratch one) writes no checkpoint and resumes from rank 0's."
+    import fastmask.callbacks.distributed as D
+    main, scratch = tmp_path / 'main', tmp_path / 'scratch'
+    main.mkdir(); scratch.mkdir()
+    with pytest.raises(KeyboardInterrupt): _small_fit(_small(main / 'ck.pth', Crash(at=0)))   # rank 0's file
+    monkeypatch.setenv('RANK', '1')
+    monkeypatch.setitem(D._MAIN_DIRS, scratch, main)
+    stamp = (main / 'ck.pth').stat().st_mtime_ns
+    learn = _small_fit(_small(scratch / 'ck.pth'), epochs=2)
+    assert learn.checkpoint.start == 1 and not (scratch / 'ck.pth').exists()
+    assert (main / 'ck.pth').stat().st_mtime_ns == stamp

@@ -56,7 +56,7 @@ def test_recipe_option_adds_cutmix_and_fits(tiny_demo, tmp_path):
     from fastmask.recipes.registry import override, resolve
     from fastmask.runners.train import build_learner, fit_task
     r = override(resolve('top_cutmix_effnet_b3', quick=True, size=32, epochs=1, bs=16), arch='mobilenetv2_100')
-    learn = build_learner(r, tiny_demo, 'all', num_workers=0)
+    learn = build_learner(r, tiny_demo, 'all')
     cb = [c for c in learn.cbs if isinstance(c, HalfCutMix)]
     assert len(cb) == 1 and cb[0].force_old and cb[0].task == 'all'
     seen = []

@@ -108,3 +108,21 @@ def test_gpus_flag_relaunches_under_torchrun(monkeypatch):
     assert calls == [(['recipe', 'x', '--quick'], 4), (['recipe', 'x'], 2)]
     monkeypatch.setattr(D, 'launch', lambda argv, n: 3)
     with pytest.raises(SystemExit): D.gpus_relaunch(2, ['recipe', 'x'])
+
+
+@pytest.mark.slow
+def test_torchrun_frozen_bn_probe_recipe_end_to_end(tiny_demo, tmp_path):
+    """Two CPU processes train cpu_split_lite0 (probe head, frozen BatchNorm under DDP): it finishes, model files hold
+    bare keys. The tiny demo (its 36 drawn photos: 2 batches of 8 a rank) keeps it near 20 s; 'demo' takes 90."""
+    import torch
+    argv = ['recipe', 'cpu_split_lite0', '--data', str(tiny_demo), '--quick', '--tasks', 'gender', '--epochs', '2',
+            '--size', '32', '--bs', '8', '--out', str(tmp_path / 'runs')]
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES='', OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore')
+    res = subprocess.run(launch_command(argv, 2), env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
+    runs = [p for p in (tmp_path / 'runs').glob('*/*') if p.is_dir()]
+    assert len(runs) == 1 and (runs[0] / 'summary.json').is_file(), res.stderr[-3000:]
+    assert json.loads((runs[0] / 'summary.json').read_text())['status'] == 'finished'
+    sd = torch.load(runs[0] / 'model_gender.pth', map_location='cpu', weights_only=False)['state_dict']
+    assert sd and not any(k.startswith('module.') for k in sd)
+    assert not list(runs[0].glob('checkpoint_*.pth'))

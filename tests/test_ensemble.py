@@ -26,13 +26,13 @@ def members(tiny_demo, tmp_path_factory):
 
 
 def test_average_is_mean_of_members(members, tiny_demo):
-    vp, ep = ensemble_runs(members, tiny_demo, num_workers=0)
+    vp, ep = ensemble_runs(members, tiny_demo)
     a, b = (np.load(d / 'valid_probs.npy') for d in members)
     assert not np.allclose(a, b)
     np.testing.assert_allclose(vp, (a + b) / 2, rtol=1e-6)
     from fastmask.sources.open import open_data
     paths = open_data(tiny_demo).eval['path']
-    pa, pb = (predict_paths(d, paths, num_workers=0) for d in members)
+    pa, pb = (predict_paths(d, paths) for d in members)
     np.testing.assert_allclose(ep, (pa + pb) / 2, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(ep.sum(1), 1, atol=1e-4)
 

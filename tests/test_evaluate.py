@@ -33,7 +33,7 @@ def run(tiny_demo, tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def layout_eval(run, tiny_demo):
-    return evaluate(run, tiny_demo, num_workers=0)
+    return evaluate(run, tiny_demo)
 
 
 @pytest.fixture(scope='module')
@@ -67,7 +67,7 @@ def fairface(years) -> str:
 
 def marginal_preds(run, paths) -> dict:
     "Per-task argmax of the marginals of predict_paths' 18-class probabilities (an independent computation)."
-    p = predict_paths(run, paths, num_workers=0).reshape(-1, 3, 2, 3)
+    p = predict_paths(run, paths).reshape(-1, 3, 2, 3)
     return dict(all=p.reshape(len(p), 18).argmax(1), mask=p.sum((2, 3)).argmax(1), gender=p.sum((1, 3)).argmax(1),
                 age=p.sum((1, 2)).argmax(1))
 
@@ -98,7 +98,7 @@ def test_csv_with_all_three_tasks_scores_like_the_layout(run, tiny_demo, layout_
     csv = write_labels(tmp_path / 'eval_labels.csv', pd.DataFrame({
         'path': rows['path'], 'mask': [MASKS[i] for i in rows['m']], 'gender': [GENDERS[i][0] for i in rows['g']],
         'age': [AGES[i] for i in rows['a']]}))
-    res = evaluate(run, csv, out=tmp_path / 'ev', num_workers=0)
+    res = evaluate(run, csv, out=tmp_path / 'ev')
     assert res['tasks'] == ['all', 'mask', 'gender', 'age']
     for k in ('f1', 'f1_mask', 'f1_gender', 'f1_age'): assert res[k] == layout_eval[k]
     df = pd.read_csv(tmp_path / 'ev' / 'predictions.csv')
@@ -113,7 +113,7 @@ def test_csv_gender_and_age_bins_only(run, tiny_demo, tmp_path):
     expected = age_group(train['age'].to_numpy())
     expected[0] = 2
     csv = write_labels(tmp_path / 'faces.csv', pd.DataFrame({'path': train['path'], 'gender': train['gender'], 'age': bins}))
-    res = evaluate(run, csv, out=tmp_path / 'ev', num_workers=0)
+    res = evaluate(run, csv, out=tmp_path / 'ev')
     assert res['tasks'] == ['gender', 'age'] and 'f1' not in res and 'f1_mask' not in res
     df = pd.read_csv(tmp_path / 'ev' / 'predictions.csv')
     assert (df['true_age'] == expected).all() and (df['true_gender'] == train['gender']).all()
@@ -129,15 +129,15 @@ def test_csv_mask_only(run, mask_run, tiny_demo, tmp_path):
     train = open_data(tiny_demo).train.iloc[::5].reset_index(drop=True)
     names = {0: 'with_mask', 1: 'incorrect_mask', 2: 'normal'}
     csv = write_labels(tmp_path / 'masks.csv', pd.DataFrame({'path': train['path'], 'mask': train['mask'].map(names)}))
-    res = evaluate(run, csv, num_workers=0)
+    res = evaluate(run, csv)
     assert res['tasks'] == ['mask'] and res['out'] == str(run / 'eval_masks')
     df = pd.read_csv(run / 'eval_masks' / 'predictions.csv')
     assert (df['true_mask'] == train['mask']).all() and (df['pred_mask'] == marginal_preds(run, df['path'])['mask']).all()
     from fastmask.inference.predict import task_probs
-    res2 = evaluate(mask_run, csv, out=tmp_path / 'm', num_workers=0)  # a task model is used as it is
+    res2 = evaluate(mask_run, csv, out=tmp_path / 'm')  # a task model is used as it is
     df2 = pd.read_csv(tmp_path / 'm' / 'predictions.csv')
     assert res2['tasks'] == ['mask']
-    assert (df2['pred_mask'] == task_probs(mask_run, df2['path'], num_workers=0)['mask'].argmax(1)).all()
+    assert (df2['pred_mask'] == task_probs(mask_run, df2['path'])['mask'].argmax(1)).all()
 
 
 def test_kfold_and_ensemble_folders_average_their_parts(run, mask_run, tiny_demo, layout_eval, tmp_path):
@@ -148,11 +148,11 @@ def test_kfold_and_ensemble_folders_average_their_parts(run, mask_run, tiny_demo
     shutil.copytree(mask_run, kf / 'fold1')
     write_json(ens / 'members.json', dict(a=str(run), b=str(kf)))
     assert run_parts(ens) == [run, kf] and run_parts(kf) == [kf / 'fold0', kf / 'fold1'] and run_parts(run) == []
-    res = evaluate(ens, tiny_demo, num_workers=0)
+    res = evaluate(ens, tiny_demo)
     assert res['tasks'] == ['mask']
     got = pd.read_csv(ens / 'eval_demo' / 'predictions.csv')
     p_run = pd.read_csv(run / 'eval_demo' / 'predictions.csv').filter(like='prob_mask').to_numpy()
-    p_mask = task_probs(mask_run, got['path'], num_workers=0)['mask']
+    p_mask = task_probs(mask_run, got['path'])['mask']
     expected = (p_run + (p_run + p_mask) / 2) / 2
     np.testing.assert_allclose(got.filter(like='prob_mask').to_numpy(), expected, atol=1e-5)
     assert (got['pred_mask'] == expected.argmax(1)).all()
@@ -208,7 +208,7 @@ def test_bad_inputs_one_line(kind, run, mask_run, tiny_demo, tmp_path):
     assert len(lines) == 1 and lines[0].startswith('error: ') and words in lines[0], res.output
     assert not out.exists()  # nothing half-written
     with pytest.raises(FastmaskError, match=words.replace('.', r'\.')):
-        evaluate(run_dir, data, out, num_workers=0)
+        evaluate(run_dir, data, out)
 
 
 def test_api_error_type(mask_run, tiny_demo, tmp_path):

@@ -36,7 +36,7 @@ def test_run_module_combines_heads_like_predict(split_run, tiny_demo):
     paths = open_data(tiny_demo).eval['path'][:10]
     p = torch_predict_paths(module, meta, paths, num_workers=0)
     assert p.shape == (10, 18) and np.allclose(p.sum(1), 1, atol=1e-5)
-    assert np.allclose(p, predict_paths(split_run, paths, num_workers=0), atol=1e-5)
+    assert np.allclose(p, predict_paths(split_run, paths), atol=1e-5)
 
 
 def test_export_matches_pytorch_and_cli_predicts(split_run, tiny_demo, tmp_path):
@@ -45,7 +45,7 @@ def test_export_matches_pytorch_and_cli_predicts(split_run, tiny_demo, tmp_path)
     path = onnx_file(split_run)
     assert path.is_file() and 'max |onnx - torch|' in res.output
     vf = pd.read_csv(split_run / 'valid_preds.csv')
-    ref = predict_paths(split_run, vf['path'], num_workers=0)
+    ref = predict_paths(split_run, vf['path'])
     got = onnx_predict_paths(path, vf['path'], num_workers=0)
     assert got.shape == ref.shape and np.abs(got - ref).max() < ATOL     # the validation images, within 1e-4
     sub = tmp_path / 'sub.csv'
@@ -71,9 +71,9 @@ def test_tta_averages_flipped_predictions(split_run, tiny_demo):
         xb = torch.cat(list(_batches(paths, meta['size'], meta['crop'], 64, 0)))
         avg = {t: ((heads[t](xb).softmax(-1) + heads[t](xb.flip(-1)).softmax(-1)) / 2).numpy() for t in heads}
         combined = ((module(xb) + module(xb.flip(-1))) / 2).numpy()
-    tta = predict_paths(split_run, paths, num_workers=0, tta=True)
+    tta = predict_paths(split_run, paths, tta=True)
     assert np.allclose(tta, combine_tasks(avg['mask'], avg['gender'], avg['age']), atol=1e-5)
-    assert not np.allclose(tta, predict_paths(split_run, paths, num_workers=0), atol=1e-6)
+    assert not np.allclose(tta, predict_paths(split_run, paths), atol=1e-6)
     assert np.abs(onnx_predict_paths(onnx_file(split_run), paths, num_workers=0, tta=True) - combined).max() < ATOL
 
 

@@ -79,7 +79,7 @@ def test_facecrop_recipe_quick(tiny_demo, tmp_path):
     from fastmask.recipes.registry import resolve
     from fastmask.runners.run import run_recipe
     ov = dict(quick=True, size=32, epochs=1, arch='mobilenetv2_100', tasks=('all',),
-              extras=(('preprocess', 'facecrop'), ('detectors', ('cascade',)), ('margin', 0.2)))
+              preprocess='facecrop', detectors=('cascade',), margin=0.2)
     run = run_recipe(resolve('facecrop_densenet121', **ov), tiny_demo, tmp_path / 'runs', num_workers=0, overrides=ov,
                      log=lambda *_: None)
     s, fc = read_json(run / 'summary.json'), read_json(run / 'facecrop.json')
@@ -91,4 +91,4 @@ def test_facecrop_recipe_quick(tiny_demo, tmp_path):
     paths = list(src.eval['path'][:6])
     crops = crop_paths(paths, ('cascade',))[0]
     model, meta = load_task_model(run / 'model_all.pth')
-    np.testing.assert_allclose(predict_paths(run, paths, num_workers=0), model_probs(model, meta, crops, 8, 0), atol=1e-5)
+    np.testing.assert_allclose(predict_paths(run, paths), model_probs(model, meta, crops, 8), atol=1e-5)

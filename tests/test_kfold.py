@@ -46,8 +46,8 @@ def test_folds_depend_on_seed_and_refuse_too_few_people():
 
 def test_as_kfold_wraps_train_recipes_only():
     r = as_kfold(resolve('baseline_mobilenetv2'), 3)
-    assert r.kind == 'kfold' and r.option('folds') == 3 and r.option('fold_kind') == 'train'
-    assert as_kfold(r, 4).option('folds') == 4
+    assert r.kind == 'kfold' and r.folds == 3 and r.fold_kind == 'train'
+    assert as_kfold(r, 4).folds == 4
     with pytest.raises(FastmaskError): as_kfold(resolve('sweep_age_cut'), 3)
     with pytest.raises(FastmaskError): as_kfold(r, 1)
 
@@ -81,8 +81,8 @@ def test_kfold_run_writes_oof_and_votes_folds(tiny_demo, tmp_path):
     assert sorted(preds['path']) == sorted(src.train['path'])            # every photo predicted out of fold once
     assert s['oof_f1'] == pytest.approx(macro_f1(src.train['label'], oof.argmax(1)), abs=1e-4)
     assert len(s['fold_valid_f1']) == 2
-    members = [predict_paths(d, src.eval['path'], num_workers=0) for d in folds]
-    voted = predict_paths(run, src.eval['path'], num_workers=0)
+    members = [predict_paths(d, src.eval['path']) for d in folds]
+    voted = predict_paths(run, src.eval['path'])
     assert np.allclose(voted, soft_vote(members), atol=1e-5)
     assert np.allclose(np.load(run / 'eval_probs.npy'), voted, atol=1e-4)
     sub = pd.read_csv(run / 'submission.csv')

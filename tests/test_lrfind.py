@@ -21,7 +21,7 @@ class Spy(Callback):
 
 def test_find_lr_suggests_and_restores(tiny_demo, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    learn = build_learner(resolve('baseline_mobilenetv2', quick=True, size=32, bs=16), tiny_demo, num_workers=0)
+    learn = build_learner(resolve('baseline_mobilenetv2', quick=True, size=32, bs=16), tiny_demo)
     spy = Spy()
     learn.add_cb(spy)
     before = {k: v.clone() for k, v in learn.model.state_dict().items()}

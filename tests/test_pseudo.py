@@ -55,7 +55,7 @@ def test_pseudo_run_keeps_eval_out_of_validation(tiny_demo, tmp_path):
     from fastmask.recipes.registry import override, resolve
     from fastmask.runners.run import run_recipe
     r = override(resolve('top_pseudo_effnet_b0', quick=True, size=32, epochs=1, bs=16, tasks=('all',)),
-                 arch='mobilenetv2_100', extras=(('pseudo_threshold', 0.05),))   # 0.05 < 1/18: keeps every image
+                 arch='mobilenetv2_100', pseudo_threshold=0.05)   # 0.05 < 1/18: keeps every image
     run = run_recipe(r, tiny_demo, tmp_path, num_workers=0)
     src = open_data(tiny_demo)
     s, base = read_json(run / 'summary.json'), read_json(run / 'base' / 'summary.json')

@@ -83,7 +83,7 @@ def test_the_reports_catalogue():
 def test_early_stopping_stops_when_nothing_improves(monitor, tiny_demo, tmp_path):
     "lr 0 and frozen BatchNorm: every epoch scores the same, so the fit stops after patience + 1 epochs."
     r = resolve('baseline_mobilenetv2', quick=True, size=32, epochs=6, lr=0.0, patience=2, monitor=monitor)
-    learn = build_learner(r, tiny_demo, num_workers=0)
+    learn = build_learner(r, tiny_demo)
     learn.model = freeze_batch_norm_2d(learn.model)
     fit_task(learn, tmp_path)
     assert len(learn.recorder.values) == 3

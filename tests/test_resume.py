@@ -22,17 +22,17 @@ class Crash(Callback):
 
 def _cases():
     one = dict(TINY, tasks=('all',))
-    crop = (('preprocess', 'facecrop'), ('detectors', ('cascade',)), ('margin', 0.2))
+    crop = dict(preprocess='facecrop', detectors=('cascade',), margin=0.2)
     return {
         'kfold': (as_kfold(resolve('baseline_mobilenetv2', **one), 2), one, 2),
         'ensemble': (Recipe(name='tiny_ensemble', description='t', kind='ensemble',
                             members=('baseline_mobilenetv2', 'baseline_effnet_lite0')), one, 2),
         'comparison': (Recipe(name='tiny_comparison', description='t', kind='comparison',
                               members=('baseline_mobilenetv2', 'baseline_effnet_lite0'),
-                              extras=(('figure', 'c.png'),)), one, 2),
+                              figure='c.png'), one, 2),
         'pseudo': (resolve('top_pseudo_effnet_b0', **one), one, 2),
-        'sweep_age_cut': (resolve('sweep_age_cut', **dict(one, extras=(('age_cuts', (57, 60)),))), one, 2),
-        'facecrop': (resolve('facecrop_densenet121', **dict(one, extras=crop)), one, 1),
+        'sweep_age_cut': (resolve('sweep_age_cut', **dict(one, age_cuts=(57, 60))), one, 2),
+        'facecrop': (resolve('facecrop_densenet121', **dict(one, **crop)), one, 1),
         'external_age': (resolve('external_age_model', **TINY), TINY, 2),
     }
 

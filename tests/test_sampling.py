@@ -32,8 +32,8 @@ def test_weighted_recipe_options_on_a_learner(tiny_demo, tmp_path):
     from fastmask.data.sampling import train_labels
     from fastmask.runners.train import build_learner, fit_task
     r = override(resolve('baseline_mobilenetv2', quick=True, size=32, epochs=1, bs=16, tasks=('all',)), age_cut=40,
-                 extras=(('sampler', 'weighted'), ('class_weights', True)))
-    learn = build_learner(r, tiny_demo, 'all', num_workers=0)
+                 sampler='weighted', class_weights=True)
+    learn = build_learner(r, tiny_demo, 'all')
     assert isinstance(learn.dls.train, WeightedDL)
     y = train_labels(learn)
     assert len(y) == len(learn.dls.train_ds)
@@ -48,10 +48,10 @@ def test_weighted_recipe_options_on_a_learner(tiny_demo, tmp_path):
     assert w[present[rare]] > w[present[common]]
     fit_task(learn, tmp_path)
     assert (tmp_path / 'model_all.pth').exists()
-    mask = build_learner(override(r, tasks=('mask',)), tiny_demo, 'mask', num_workers=0)
+    mask = build_learner(override(r, tasks=('mask',)), tiny_demo, 'mask')
     assert isinstance(mask.dls.train, BalancedMaskDL)                      # the balanced mask draw is kept
     with pytest.raises(RecipeError):
-        build_learner(override(r, extras=(('sampler', 'bogus'),)), tiny_demo, 'all', num_workers=0)
+        build_learner(override(r, sampler='bogus'), tiny_demo, 'all')
 
 
 def test_draw_people_gives_other_tasks_three_photos_a_person(tiny_demo):
@@ -60,9 +60,9 @@ def test_draw_people_gives_other_tasks_three_photos_a_person(tiny_demo):
     from fastmask.runners.train import build_learner
     r = resolve('cpu_split_lite0', size=32, bs=16, pretrained=False)
     assert r.draw_people                                                    # the CPU recipe draws people
-    plain = build_learner(override(r, draw_people=False), tiny_demo, 'gender', num_workers=0)
+    plain = build_learner(override(r, draw_people=False), tiny_demo, 'gender')
     assert not isinstance(plain.dls.train, BalancedMaskDL)
-    learn = build_learner(r, tiny_demo, 'gender', num_workers=0)
+    learn = build_learner(r, tiny_demo, 'gender')
     assert isinstance(learn.dls.train, BalancedMaskDL)
     items = learn.dls.train_ds.items.reset_index(drop=True)
     drawn = items.iloc[learn.dls.train.get_idxs()]

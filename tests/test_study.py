@@ -28,7 +28,7 @@ def run_folders(out) -> dict:
 def first(tiny_demo, tmp_path_factory):
     "A two-member study of tiny quick recipes, run once: (runs folder, study folder, log lines)."
     out, logs = tmp_path_factory.mktemp('study') / 'runs', []
-    dest = run_study(MEMBERS, tiny_demo, out, TINY, quick=True, num_workers=0, log=logs.append)
+    dest = run_study(MEMBERS, tiny_demo, out, TINY, quick=True, log=logs.append)
     return out, dest, logs
 
 

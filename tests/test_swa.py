@@ -127,3 +127,53 @@ def test_batchnorm_kept_in_eval_mode_keeps_its_statistics():
     learn.model.eval()                                        # the frozen one feeds the trained one its eval output
     with torch.no_grad(): h = learn.model[2](learn.model[1](learn.model[0](x)))
     assert torch.allclose(learn.model[3].running_mean, h.mean(0), atol=1e-5)    # the trained one is recomputed
+
+
+# --- under DistributedDataParallel (a one-process gloo group) and with SyncBatchNorm, on the CPU ---
+
+import socket
+
+from torch.nn.parallel import DistributedDataParallel
+
+from fastmask.callbacks.checkpoint import CheckpointCallback
+
+
+@pytest.fixture
+def ddp_group():
+    "A one-process gloo process group, as torchrun's ranks join, destroyed after the test."
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    torch.distributed.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}', rank=0, world_size=1)
+    yield
+    torch.distributed.destroy_process_group()
+
+
+class DDPWrap(Callback):
+    "fastai's `DistributedTrainer` without Accelerate: the model in DistributedDataParallel during the fit, unwrapped before SWA's `after_fit`."
+    order = 11
+    def before_fit(self): self.learn.model = DistributedDataParallel(self.model)
+    def after_fit(self): self.learn.model = self.model.module
+
+
+@pytest.mark.parametrize('wrap', ['ddp', 'sync_bn'])
+def test_batchnorm_recomputed_under_ddp_and_for_sync_batchnorm(wrap, request, tmp_path):
+    "Under DDP (names seen through the wrapper) and for SyncBatchNorm the averaged model gets fresh statistics."
+    learn = _learner()
+    if wrap == 'ddp': request.getfixturevalue('ddp_group')
+    else: learn.model = nn.SyncBatchNorm.convert_sync_batchnorm(learn.model)
+    model, bn = learn.model, learn.model[1]
+    last = []
+    class Last(Callback):
+        order = 90
+        def after_epoch(self): last[:] = [bn.running_mean.clone(), bn.running_var.clone()]
+    ck = CheckpointCallback(tmp_path / 'ck.pth')
+    _fit(learn, 3, [SWACallback(start_epoch=1), Last(), ck] + ([DDPWrap()] if wrap == 'ddp' else []))
+    assert learn.model is model and learn.swa_metrics['epochs_averaged'] == [1, 2]
+    assert not torch.equal(bn.running_mean, last[0]) and not torch.equal(bn.running_var, last[1])   # recomputed
+    x = learn.dls.train.dataset.tensors[0]
+    with torch.no_grad(): h = model[0](x)
+    assert torch.allclose(bn.running_mean, h.mean(0), atol=1e-5)          # for the averaged weights
+    state = torch.load(tmp_path / 'ck.pth', weights_only=False)['callbacks']
+    swa = next(v for k, v in state.items() if k.startswith('SWACallback'))
+    assert swa['trained_bn'] == ['1'] and not isinstance(swa['swa_model'].module, DistributedDataParallel)

@@ -19,7 +19,7 @@ def test_sweep_runs_each_cut_on_true_labels(tiny_demo, tmp_path):
     from fastmask.recipes.registry import override, resolve
     from fastmask.runners.run import run_recipe
     r = override(resolve('sweep_age_cut', quick=True, size=32, epochs=1, bs=16), arch='mobilenetv2_100',
-                 extras=(('age_cuts', (40, 60)),))
+                 age_cuts=(40, 60))
     run = run_recipe(r, tiny_demo, tmp_path, num_workers=0)
     table = pd.read_csv(run / 'sweep.csv')
     assert list(table['age_cut']) == [40, 60] and table['valid_f1'].notna().all()

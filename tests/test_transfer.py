@@ -165,3 +165,71 @@ def test_cpu_recipe_crops_at_random_scales_for_the_mask_model_only(tiny_demo):
     names = {t: [type(f).__name__ for f in build_learner(r, tiny_demo, t, num_workers=0).dls.train.after_batch.fs]
              for t in ('mask', 'gender')}
     assert 'RandomResizedCropGPU' in names['mask'] and 'RandomResizedCropGPU' not in names['gender']
+
+
+# --- under DistributedDataParallel (a one-process gloo group) and with SyncBatchNorm, on the CPU ---
+
+import socket
+
+from fastai.callback.core import Callback
+from fastai.data.core import DataLoaders
+from fastai.learner import Learner
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import TensorDataset
+
+
+@pytest.fixture
+def ddp_group():
+    "A one-process gloo process group, as torchrun's ranks join, destroyed after the test."
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    torch.distributed.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}', rank=0, world_size=1)
+    yield
+    torch.distributed.destroy_process_group()
+
+
+class DDPWrap(Callback):
+    "fastai's `DistributedTrainer` without Accelerate: the model in DistributedDataParallel during the fit only."
+    order = 11
+    def before_fit(self): self.learn.model = DistributedDataParallel(self.model)
+    def after_fit(self): self.learn.model = self.model.module
+
+
+class TinyNet(nn.Module):
+    "A timm-like model: a BatchNorm body and a linear `get_classifier()`."
+    def __init__(self):
+        super().__init__()
+        self.body, self.classifier = nn.Sequential(nn.Linear(5, 8), nn.BatchNorm1d(8), nn.ReLU()), nn.Linear(8, 2)
+    def get_classifier(self): return self.classifier
+    def forward(self, x): return self.classifier(self.body(x))
+
+
+def _tiny_learner(model, cbs=()):
+    torch.manual_seed(0)
+    x = torch.randn(64, 5) * 3 + 1
+    ds = TensorDataset(x, (x[:, 0] > 1).long())
+    return Learner(DataLoaders.from_dsets(ds, ds, bs=16, device='cpu'), model, loss_func=nn.CrossEntropyLoss(), cbs=list(cbs))
+
+
+@pytest.mark.parametrize('wrap', ['ddp', 'sync_bn'])
+def test_frozen_bn_under_ddp_and_sync_batchnorm(wrap, request):
+    "FrozenBN reaches the body through a DistributedDataParallel wrapper, and freezes SyncBatchNorm (what DDP installs on CUDA)."
+    model = TinyNet()
+    if wrap == 'ddp': request.getfixturevalue('ddp_group')
+    else: model = nn.SyncBatchNorm.convert_sync_batchnorm(model)   # CPU DDP refuses SyncBatchNorm: checked unwrapped
+    learn = _tiny_learner(model, [FrozenBN()] + ([DDPWrap()] if wrap == 'ddp' else []))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with learn.no_bar(), learn.no_logging(): learn.fit(2, 1e-2)
+    after = learn.model.state_dict()
+    assert learn.model is model and isinstance(model.body[1], nn.SyncBatchNorm) == (wrap == 'sync_bn')
+    assert all(torch.equal(before[k], after[k]) for k in before if 'running_' in k or 'num_batches' in k)
+    assert not torch.equal(before['body.1.weight'], after['body.1.weight'])   # BatchNorm weights still train
+
+
+def test_probe_head_through_a_ddp_wrapper(ddp_group):
+    model = TinyNet()
+    w, b = torch.randn(2, 8), torch.randn(2)
+    assert probe.set_head(DistributedDataParallel(model), w, b).module is model
+    assert torch.equal(model.classifier.weight, w) and torch.equal(model.classifier.bias, b)

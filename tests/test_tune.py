@@ -86,7 +86,7 @@ def test_apply_params_sets_fields_losses_and_extras():
     r = apply_params(resolve('top_f1focal_resnext50'), {'loss_params.f1_weight': 0.7})
     assert dict(r.loss_params) == {'f1_weight': 0.7, 'gamma': 2.0}
     assert apply_params(resolve('top_f1focal_resnext50'), {'loss': 'ce'}).loss_params == ()  # ce takes no gamma
-    assert apply_params(resolve('top_cutmix_effnet_b3'), {'extras.cutmix_p': 0.5}).option('cutmix_p') == 0.5
+    assert apply_params(resolve('top_cutmix_effnet_b3'), {'extras.cutmix_p': 0.5}).cutmix_p == 0.5
 
 
 @pytest.mark.parametrize('args,msg', [
@@ -229,7 +229,7 @@ def test_pruning_callback_is_off_under_lr_find_and_prunes_a_fit(tiny_demo):
         def report(self, v, step): self.reports.append((step, v))
         def should_prune(self): return True
 
-    learn = build_learner(resolve('baseline_mobilenetv2', quick=True, size=32, bs=8), tiny_demo, num_workers=0)
+    learn = build_learner(resolve('baseline_mobilenetv2', quick=True, size=32, bs=8), tiny_demo)
     trial = Trial()
     learn.add_cb(PruningCallback(trial))
     with learn.no_bar(): learn.lr_find(num_it=5, show_plot=False)

@@ -6,6 +6,10 @@ of any callback with `state_dict()`/`load_state_dict()` (SWA), the random states
 data loaders' shuffling state (fastai's `rng`, `BalancedMaskDL.draws`). Resuming replays the finished epochs'
 logged values through the callbacks (so CSV logs, early stopping and best trackers see them exactly as before),
 then restores everything and trains the remaining epochs: on the CPU the result equals an uninterrupted run.
+
+Under DistributedDataParallel only rank 0 writes the checkpoint and every rank resumes from rank 0's file; model
+weights are saved without wrapper prefixes (`module.`), and older files that have them still load. Random states are
+stored as numpy arrays, so loading onto the model's device (CUDA) leaves them on the CPU where `torch` wants them.
 """
 from __future__ import annotations
 
@@ -19,13 +23,17 @@ import pandas as pd
 import torch
 from fastai.callback.core import Callback, CancelEpochException
 from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
+from fastai.distributed import DistributedDL
 from fastai.learner import Recorder
+from fastai.torch_core import get_model, rank_distrib
 from fastcore.foundation import L
 
+from fastmask.callbacks.distributed import barrier, main_dir
 from fastmask.errors import FastmaskError
 from fastmask.io import save_torch, write_bytes
+from fastmask.rundir import load_model_file, strip_prefix, unwrapped_state
 
-__all__ = ['CheckpointCallback', 'RunInterrupted', 'interruptible', 'rng_states', 'set_rng_states',
+__all__ = ['CheckpointCallback', 'RunInterrupted', 'interruptible', 'rng_states', 'set_rng_states', 'load_checkpoint',
            'checkpoint_path', 'load_finished', 'CHECKPOINT_VERSION']
 
 CHECKPOINT_VERSION = 1
@@ -41,17 +49,40 @@ def checkpoint_path(run_dir, task: str) -> Path:
 
 
 def rng_states() -> dict:
-    "The python, numpy and torch (and CUDA) random states."
-    return dict(python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state(),
-                cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
+    "The python, numpy, torch and CUDA (every device, and which one was current) random states; torch's as numpy arrays."
+    cuda = torch.cuda.is_available()
+    return dict(python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state().numpy(),
+                cuda=[t.numpy() for t in torch.cuda.get_rng_state_all()] if cuda else None,
+                cuda_device=torch.cuda.current_device() if cuda else None)
+
+
+def _byte_state(t) -> torch.Tensor:
+    "An RNG state as the CPU ByteTensor `torch` takes (files of older versions hold tensors, mapped to the model's device)."
+    return torch.as_tensor(t).cpu()
 
 
 def set_rng_states(s: dict) -> None:
-    "Restore `rng_states` output."
+    """Restore `rng_states` output: CUDA states of the devices that exist here; the current device gets the saver's
+    current device's state (every rank of a distributed run resumes from rank 0's file)."""
     random.setstate(s['python'])
     np.random.set_state(s['numpy'])
-    torch.set_rng_state(s['torch'])
-    if s.get('cuda') is not None and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s['cuda'])
+    torch.set_rng_state(_byte_state(s['torch']))
+    cuda = s.get('cuda')
+    if cuda is None or not torch.cuda.is_available(): return
+    for i, t in enumerate(cuda[:torch.cuda.device_count()]): torch.cuda.set_rng_state(_byte_state(t), i)
+    src = s.get('cuda_device')
+    if src is not None and src < len(cuda): torch.cuda.set_rng_state(_byte_state(cuda[src]), torch.cuda.current_device())
+
+
+def load_checkpoint(fname, device) -> dict:
+    "A checkpoint file loaded onto `device` (the model's), or a one-line error naming the file."
+    try: return torch.load(fname, map_location=device, weights_only=False)
+    except Exception as e: raise FastmaskError(f'{fname}: unreadable checkpoint ({type(e).__name__}); delete it to restart this task') from None
+
+
+def _loader(dl):
+    "The data loader a `DistributedDL` wraps (its shuffling state: rank 0's draw is the one broadcast)."
+    return dl.dl if isinstance(dl, DistributedDL) else dl
 
 
 def _plain(v) -> bool:
@@ -75,6 +106,7 @@ def _has_state(cb) -> bool:
 class CheckpointCallback(Callback):
     """Save a resumable checkpoint after every epoch; if `fname` exists when fitting starts, continue from it.
 
+    Distributed: rank 0 writes the file, every rank reads rank 0's (`main_dir`), so all replay the same epochs.
     Callback state: `state_dict()`/`load_state_dict()` where a callback has them, else its plain attributes
     (numbers, strings, tensors, modules such as SWA's `AveragedModel`, and lists/dicts of them)."""
     order = EarlyStoppingCallback.order + 1  # after the recorder, trackers, early stopping and SWA have seen the epoch
@@ -85,12 +117,11 @@ class CheckpointCallback(Callback):
     def before_fit(self):
         self.run = not hasattr(self, 'lr_finder') and not hasattr(self, 'gather_preds')
         self.ck, self.start = None, 0
-        if not self.run or not self.resume or not self.fname.is_file(): return
-        dev = next(self.learn.model.parameters()).device
-        try: ck = torch.load(self.fname, map_location=dev, weights_only=False)
-        except Exception as e: raise FastmaskError(f'{self.fname}: unreadable checkpoint ({type(e).__name__}); delete it to restart this task') from None
+        fname = main_dir(self.fname)
+        if not self.run or not self.resume or not fname.is_file(): return
+        ck = load_checkpoint(fname, next(self.learn.model.parameters()).device)
         if ck.get('version') != CHECKPOINT_VERSION or ck.get('n_epoch') != self.n_epoch:
-            raise FastmaskError(f"{self.fname}: checkpoint of a different fit ({ck.get('n_epoch')} epochs, this one has "
+            raise FastmaskError(f"{fname}: checkpoint of a different fit ({ck.get('n_epoch')} epochs, this one has "
                                 f"{self.n_epoch}); delete it to restart this task")
         self.ck, self.start = ck, ck['epoch'] + 1
 
@@ -103,7 +134,7 @@ class CheckpointCallback(Callback):
         if self.epoch < self.start:
             if self.epoch == self.start - 1: self.restore(self.ck)
             return
-        save_torch(self.fname, self.state())
+        if not rank_distrib(): save_torch(self.fname, self.state())
 
     def _keyed(self):
         "(key, callback) of every callback, keys unique by class name and position."
@@ -125,17 +156,17 @@ class CheckpointCallback(Callback):
             if isinstance(cb, SaveModelCallback) and self._best_file(cb).is_file(): files[k] = self._best_file(cb).read_bytes()
         vals = [[v.item() if hasattr(v, 'item') else v for v in row] for row in rec.values]
         return dict(version=CHECKPOINT_VERSION, epoch=self.epoch, n_epoch=self.n_epoch,
-                    logs=[[i, *row] for i, row in enumerate(vals)], model=self.learn.model.state_dict(),
+                    logs=[[i, *row] for i, row in enumerate(vals)], model=unwrapped_state(self.learn.model),
                     opt=self.learn.opt.state_dict(), callbacks=cbs, best_files=files,
                     recorder=dict(lrs=list(rec.lrs), iters=list(rec.iters), losses=list(rec.losses),
                                   smooth=(rec.smooth_loss.count, rec.smooth_loss.val)),
                     train_iter=self.learn.train_iter, rng=rng_states(),
                     dls=[dict(rng=dl.rng.getstate() if hasattr(dl, 'rng') else None, draws=getattr(dl, 'draws', None))
-                         for dl in self.dls.loaders])
+                         for dl in map(_loader, self.dls.loaders)])
 
     def restore(self, ck: dict) -> None:
         "Put the learner, its callbacks, data loaders and random generators back in the checkpoint's state."
-        self.learn.model.load_state_dict(ck['model'])
+        get_model(self.learn.model).load_state_dict(strip_prefix(ck['model']))   # files of older versions: `module.` keys
         self.learn.opt.load_state_dict(ck['opt'])
         rec, r = self.recorder, ck['recorder']
         rec.lrs, rec.iters, rec.losses = list(r['lrs']), list(r['iters']), list(r['losses'])
@@ -145,8 +176,9 @@ class CheckpointCallback(Callback):
             if k in ck['callbacks']:
                 if _has_state(cb): cb.load_state_dict(ck['callbacks'][k])
                 else: cb.__dict__.update(ck['callbacks'][k])
-            if k in ck['best_files']: write_bytes(self._best_file(cb), ck['best_files'][k])
-        for dl, s in zip(self.dls.loaders, ck['dls']):
+            if k in ck['best_files'] and not rank_distrib(): write_bytes(self._best_file(cb), ck['best_files'][k])
+        barrier()   # rank 0's best-model file is back before any rank loads it
+        for dl, s in zip(map(_loader, self.dls.loaders), ck['dls']):
             if s['rng'] is not None: dl.rng.setstate(s['rng'])
             if s['draws'] is not None: dl.draws = s['draws']
         set_rng_states(ck['rng'])
@@ -155,8 +187,7 @@ class CheckpointCallback(Callback):
 def load_finished(learn, run_dir):
     "A task Learner with the weights and logged epochs of its finished `model_{task}.pth` (resume skips the task)."
     run_dir = Path(run_dir)
-    ck = torch.load(run_dir / f'model_{learn.task}.pth', map_location='cpu', weights_only=False)
-    learn.model.load_state_dict(ck['state_dict'])
+    get_model(learn.model).load_state_dict(load_model_file(run_dir / f'model_{learn.task}.pth')['state_dict'])
     log = run_dir / f'metrics_{learn.task}.csv'
     rows = pd.read_csv(log).drop(columns=['epoch', 'time'], errors='ignore').values.tolist() if log.is_file() else []
     learn.recorder.values = rows

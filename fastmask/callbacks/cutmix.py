@@ -3,7 +3,7 @@
 Labels are mixed by area, like fastai's `CutMix` (fastai.callback.mixup): the loss is
 `lam * loss(y) + (1 - lam) * loss(y_partner)` with `lam` the share of the photo kept from the original.
 With `force_old`, every partner is a >= 60 person of the batch when there is one (the rare age group).
-Recipe extras: `('cutmix', 'halves')`, `('cutmix_p', 1.0)`, `('cutmix_old', True)`, `('cutmix_cut', 0.5)`.
+Recipe fields: `cutmix='halves'`, `cutmix_p`, `cutmix_old`, `cutmix_cut`.
 """
 from __future__ import annotations
 
@@ -77,11 +77,9 @@ class HalfCutMix(Callback):
 
 
 def apply_cutmix(learn):
-    "Add `HalfCutMix` to a task Learner when its recipe's extras ask for it."
+    "Add `HalfCutMix` to a task Learner when its recipe's `cutmix` field asks for it."
     r = learn.recipe
-    kind = r.option('cutmix')
-    if kind is None: return learn
-    if kind != 'halves': raise RecipeError(f"unknown cutmix '{kind}' (halves)")
-    learn.add_cb(HalfCutMix(p=r.option('cutmix_p', 1.0), cut=r.option('cutmix_cut', 0.5),
-                            force_old=r.option('cutmix_old', False), task=learn.task))
+    if not r.cutmix: return learn
+    if r.cutmix != 'halves': raise RecipeError(f"unknown cutmix '{r.cutmix}' (halves)")
+    learn.add_cb(HalfCutMix(p=r.cutmix_p, cut=r.cutmix_cut, force_old=r.cutmix_old, task=learn.task))
     return learn

@@ -1,14 +1,16 @@
-"""Speed callbacks of a Learner: mixed precision, channels-last and opt-in torch.compile per `fastmask.settings`."""
+"""Speed callbacks of a Learner from its run's `Runtime` (`fastmask.runtime`): mixed precision, channels-last, compile."""
 from __future__ import annotations
 
 import torch
-from fastai.callback.core import Callback
 from fastai.callback import channelslast as fastai_channels_last
-from fastai.callback.fp16 import MixedPrecision
+from fastai.callback.core import Callback
+from fastai.callback.fp16 import AMPMode, MixedPrecision
+from torch.amp import GradScaler
 
-from fastmask.settings import as_device, current, resolve_precision, use_channels_last
+from fastmask.runtime import Runtime, as_device, default_runtime, resolve_precision, resolved, use_channels_last
 
 __all__ = ['ChannelsLast', 'Autocast', 'accelerate']
+
 
 class ChannelsLast(Callback):
     "Model and input batches in channels-last memory format."
@@ -26,31 +28,45 @@ class _AutocastForward:
         with torch.autocast(self.device_type, dtype=self.dtype): return self.forward(*args, **kwargs)
 
 
-class Autocast(Callback):
-    """bf16 autocast of the forward pass on any device (fastai's MixedPrecision is CUDA-only); no scaler needed.
+class Autocast(MixedPrecision):
+    """fastai's `MixedPrecision` (fp16 loss scaling with a GradScaler on CUDA) on any device, with autocast around the
+    model's forward only.
 
-    The model's own forward is wrapped (an instance attribute: parameters and `state_dict` are untouched), so no
-    autocast state outlives a batch, whatever happens in it; the loss is computed in fp32 from fp32 predictions."""
+    fastai enters autocast in `before_batch` and leaves it in `after_loss`, so an exception in between (a CUDA
+    out-of-memory error) leaves it on for everything that runs later in the process (the next member of a study).
+    Here the model's own forward is wrapped (an instance attribute: parameters and `state_dict` are untouched), so
+    no autocast state outlives a forward, whatever happens in it; the loss is computed in fp32 from fp32 predictions."""
     order = MixedPrecision.order
-    def __init__(self, dtype=torch.bfloat16): self.dtype = dtype
+    def __init__(self, dtype=torch.bfloat16, device_type: str = 'cpu', **kwargs):
+        super().__init__(AMPMode.BF16 if dtype == torch.bfloat16 else AMPMode.FP16, **kwargs)
+        self.dtype, self.device_type = dtype, device_type
+
+    @property
+    def loss_scaling(self) -> bool: return self.dtype == torch.float16 and self.device_type == 'cuda'   # bf16 needs none
+
+    def before_fit(self):
+        self.kwargs['enabled'] = self.loss_scaling
+        self.autocast, self.learn.scaler, self.scales = None, GradScaler(self.device_type, **self.kwargs), []
+
     def before_batch(self):
         m = self.learn.model
         if not isinstance(m.__dict__.get('forward'), _AutocastForward):
-            m.forward = _AutocastForward(m.forward, as_device(self.dls.device).type, self.dtype)
-    def after_pred(self): self.learn.pred = self.pred.float() if torch.is_floating_point(self.pred) else self.pred
+            m.forward = _AutocastForward(m.forward, self.device_type, self.dtype)
+
+    def after_loss(self): pass   # no autocast context to leave: the forward closed its own
 
 
-def accelerate(learn, precision: str | None = None, channels_last: bool | None = None, compile: bool | None = None):
-    "Add the speed settings to a Learner: mixed precision and channels-last (per `fastmask.settings`), opt-in compile."
-    dev = learn.dls.device
-    p = resolve_precision(dev, precision)
-    if use_channels_last(dev, channels_last): learn.add_cb(ChannelsLast())
+def accelerate(learn, runtime: Runtime | None = None, channels_last: bool | None = None, device=None):
+    """Add the runtime's speed settings to a Learner: autocast (+ loss scaling for fp16 on CUDA), channels-last,
+    opt-in compile; `learn.speed` records what they resolved to on the Learner's device (or `device`)."""
+    rt = runtime or default_runtime()
+    if channels_last is not None: rt = rt.changed(channels_last=channels_last)
+    dev = as_device(learn.dls.device if device is None else device)
+    p = resolve_precision(rt, dev)
+    if use_channels_last(rt, dev): learn.add_cb(ChannelsLast())
     if p != 'fp32':
-        if as_device(dev).type == 'cuda': learn.to_bf16() if p == 'bf16' else learn.to_fp16()
-        elif p == 'bf16': learn.add_cb(Autocast(torch.bfloat16))
-        else: raise ValueError('fp16 mixed precision needs a CUDA device (use bf16 on the CPU)')
-    s = current()
-    if s.compile if compile is None else compile: learn.model.compile(backend=s.compile_backend)
-    learn.speed = dict(precision=p, channels_last=use_channels_last(dev, channels_last),
-                       compile=bool(s.compile if compile is None else compile))
+        if p == 'fp16' and dev.type == 'cpu': raise ValueError('fp16 mixed precision needs a GPU (use bf16 on the CPU)')
+        learn.add_cb(Autocast(torch.bfloat16 if p == 'bf16' else torch.float16, dev.type))
+    if rt.compile: learn.model.compile(backend=rt.compile_backend)
+    learn.speed = resolved(rt, dev)
     return learn

@@ -1,8 +1,10 @@
 """Stochastic Weight Averaging as a fastai callback, built on `torch.optim.swa_utils`.
 
-Only BatchNorm layers that trained on batch statistics get fresh statistics for the averaged weights: layers kept in
-eval mode while training (`FrozenBN`, fastai's `BnFreeze`) keep the running statistics the
+Only BatchNorm layers (SyncBatchNorm included) that trained on batch statistics get fresh statistics for the averaged
+weights: layers kept in eval mode while training (`FrozenBN`, fastai's `BnFreeze`) keep the running statistics the
 weights were fitted with, since recomputing them on the training data is the train/eval mismatch those modes avoid.
+Under DistributedDataParallel the average and the layer names are the wrapped model's (fastai unwraps it before
+`after_fit`), so the wrapper's `module.` prefix never hides a layer from the recompute.
 
 The averaged model's valid loss and metrics land in `learn.swa_metrics` and, as a last row whose epoch is `swa`,
 in the per-epoch log (fastai's logger, so `CSVLogger` files and the printed table both show it).
@@ -15,14 +17,21 @@ from types import SimpleNamespace
 import torch
 from fastai.callback.core import Callback
 from fastai.callback.progress import CSVLogger
+from fastai.torch_core import get_model
 from fastcore.basics import store_attr
 from fastprogress.core import format_time
-from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 from torch.optim.swa_utils import AveragedModel
 
 __all__ = ['SWACallback']
 
-_BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+_BN = _BatchNorm   # BatchNorm1d/2d/3d and SyncBatchNorm
+
+
+def _bare(name: str) -> str:
+    "A module name without DistributedDataParallel's `module.` (in checkpoints of older versions)."
+    while name.startswith('module.'): name = name[len('module.'):]
+    return name
 
 
 class SWACallback(Callback):
@@ -49,17 +58,18 @@ class SWACallback(Callback):
     def after_train(self):
         "Add this epoch's final weights to the average (before validation, so early stopping cannot skip it)."
         if not self.swa_phase: return
-        if self.swa_model is None: self.swa_model = AveragedModel(self.model)
-        self.swa_model.update_parameters(self.model)
+        model = get_model(self.model)   # not a DistributedDataParallel wrapper: names without `module.`
+        if self.swa_model is None: self.swa_model = AveragedModel(model)
+        self.swa_model.update_parameters(model)
         self.averaged.append(self.epoch)
-        self.trained_bn = sorted(set(self.trained_bn) | {n for n, m in self.model.named_modules()   # a list: resumable
+        self.trained_bn = sorted(set(self.trained_bn) | {n for n, m in model.named_modules()   # a list: resumable
                                                           if isinstance(m, _BN) and m.training})
 
     def after_fit(self):
         "Copy the averaged weights into the model, recompute BatchNorm statistics, and validate the result."
         if self.swa_model is None: return
         with torch.no_grad():
-            for p, q in zip(self.learn.model.parameters(), self.swa_model.module.parameters()): p.copy_(q)
+            for p, q in zip(get_model(self.learn.model).parameters(), self.swa_model.module.parameters()): p.copy_(q)
         self._update_bn()
         self.swa_model = None
         self._validate()
@@ -67,8 +77,8 @@ class SWACallback(Callback):
     @torch.no_grad()
     def _update_bn(self):
         "`update_bn` for the BatchNorm layers that trained on batch statistics; the others stay in eval mode, unchanged."
-        model = self.learn.model
-        fresh = [m for n, m in model.named_modules() if isinstance(m, _BN) and n in self.trained_bn]
+        model, trained = get_model(self.learn.model), {_bare(n) for n in self.trained_bn}
+        fresh = [m for n, m in model.named_modules() if isinstance(m, _BN) and n in trained]
         if not fresh: return
         was_training, momenta = model.training, [m.momentum for m in fresh]
         model.eval()

@@ -16,7 +16,7 @@ from fastmask.errors import FastmaskError, MissingExtraError
 from fastmask.plots import report
 
 __all__ = ['TRACKERS', 'check_tracker', 'Tracker', 'TensorBoardTracker', 'MLflowTracker', 'WandbTracker',
-           'MLflowCallback', 'tracking', 'tracker_callbacks', 'flatten']
+           'MLflowCallback', 'WandbCallback', 'tracking', 'tracker_callbacks', 'flatten']
 
 _ACTIVE: ContextVar['Tracker | None'] = ContextVar('fastmask_tracker', default=None)
 
@@ -138,8 +138,28 @@ class MLflowTracker(Tracker):
     def close(self, ok: bool): self.client.set_terminated(self.run_id, 'FINISHED' if ok else 'FAILED')
 
 
+class WandbCallback(Callback):
+    """Log a task's per-epoch losses and metrics to the W&B run as `{task}/{name}`, stepped by `{task}/epoch` (off under
+    lr_find). fastai's own WandbCallback is not used: its config logging fails on timm models (`vars()` of objects
+    without `__dict__`) and it logs every task of a split recipe under the same names."""
+    order = CSVLogger.order + 1  # after the epoch's values are logged
+
+    def __init__(self, wb_run, task: str): self.wb_run, self.task = wb_run, task
+
+    def before_fit(self):
+        self.run = not hasattr(self.learn, 'lr_finder') and not hasattr(self, 'gather_preds')
+        if self.run:
+            self.wb_run.define_metric(f'{self.task}/epoch')
+            self.wb_run.define_metric(f'{self.task}/*', step_metric=f'{self.task}/epoch')
+
+    def after_epoch(self):
+        vals = {f'{self.task}/{n}': float(v) for n, v in zip(self.recorder.metric_names[1:-1], self.recorder.log[1:-1])
+                if v is not None}
+        self.wb_run.log({f'{self.task}/epoch': self.epoch, **vals})
+
+
 class WandbTracker(Tracker):
-    "A W&B run (offline unless `WANDB_MODE` says otherwise) in `<run_dir>/wandb`; fastai's WandbCallback per task."
+    "A W&B run (offline unless `WANDB_MODE` says otherwise) in `<run_dir>/wandb`; per-epoch values as `{task}/{name}`."
     package, extra, name = 'wandb', 'wandb', 'wandb'
 
     def start(self):
@@ -147,11 +167,9 @@ class WandbTracker(Tracker):
         recipe = (self.config.get('recipe') or {}).get('name') or self.run_dir.parent.name
         self.run = wandb.init(project=os.environ.get('WANDB_PROJECT', 'fastmask'), dir=str(self.run_dir),
                               mode=os.environ.get('WANDB_MODE', 'offline'), name=f'{recipe}/{self.run_dir.name}',
-                              config=self.params(), reinit=True)
+                              config=self.params(), reinit='create_new')
 
-    def callbacks(self, task: str) -> list:
-        from fastai.callback.wandb import WandbCallback
-        return [WandbCallback(log_preds=False, log_model=False, log_dataset=False)]
+    def callbacks(self, task: str) -> list: return [WandbCallback(self.run, task)]
 
     def log_end(self, summary: dict, plots: list[Path]):
         import wandb

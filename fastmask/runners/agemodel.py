@@ -11,15 +11,16 @@ from PIL import Image, ImageOps
 
 from fastmask.io import cache_root
 from fastmask.errors import FastmaskError, MissingExtraError
-from fastmask.io import read_json, write_csv, write_json
+from fastmask.io import read_json, save_npy, write_csv, write_json
 from fastmask.labels import AGES, age_group
 from fastmask.sources.datasource import DataSource
-from fastmask.recipes.registry import Recipe
 from fastmask.inference.predict import predict_paths, write_submission
 from fastmask.inference.scoring import score_eval, scores
-from fastmask.runners.facecrop import cache_key
+from fastmask.rundir import RunDir
+from fastmask.runners.facecrop import cache_key, run_recipe_of
 from fastmask.runners.registry import register_hook, register_runner
 from fastmask.runners.train import run_train
+from fastmask.runspec import RunSpec
 
 __all__ = ['ESTIMATORS', 'FACE_BOX', 'group_probs', 'AgeEstimator', 'external_heads', 'run_external_age']
 
@@ -72,40 +73,35 @@ class AgeEstimator:
         return pd.DataFrame(rows, columns=['age', 'confidence', 'method'])
 
 
-def _options(run_dir) -> dict:
-    cfg = Path(run_dir) / 'config.json'
-    return dict(map(tuple, read_json(cfg).get('recipe', {}).get('extras', []))) if cfg.is_file() else {}
-
-
 @register_hook('external_age', 'heads')
 def external_heads(run_dir, paths, probs: dict) -> dict:
     "Task probabilities a run takes from external models (its recipe's `age_model` option) for heads it lacks."
-    opts = _options(run_dir)
-    if 'age' in probs or not opts.get('age_model'): return {}
-    cut = read_json(Path(run_dir) / 'config.json')['recipe'].get('age_cut', 60)
-    est = AgeEstimator(opts['age_model'])(paths)
-    return {'age': group_probs(est['age'], cut, est['confidence'] / 100 if opts.get('soft') else None)}
+    r = run_recipe_of(run_dir)
+    if 'age' in probs or r is None or not r.age_model: return {}
+    est = AgeEstimator(r.age_model)(paths)
+    return {'age': group_probs(est['age'], r.age_cut, est['confidence'] / 100 if r.soft_age else None)}
 
 
 @register_runner('external_age')
-def run_external_age(recipe: Recipe, src: DataSource, run_dir: Path, num_workers: int | None = None, **opts) -> dict:
+def run_external_age(spec: RunSpec, src: DataSource, run_dir: Path, *, splits=None, cbs=(), log=print) -> dict:
     "Train the mask and gender models, take the age head from the external estimator, and score the 18 classes."
-    if not recipe.option('age_model'): raise FastmaskError(f"recipe {recipe.name} names no 'age_model' in its extras")
-    AgeEstimator(recipe.option('age_model'))  # fail early, before training, when the package is missing
+    recipe, rd = spec.recipe, RunDir(run_dir)
+    if not recipe.age_model: raise FastmaskError(f"recipe {recipe.name} names no 'age_model'")
+    AgeEstimator(recipe.age_model)  # fail early, before training, when the package is missing
     tasks = tuple(t for t in recipe.tasks if t != 'age')
-    summary = run_train(replace(recipe, tasks=tasks), src, run_dir, num_workers=num_workers, **opts)
-    vf = pd.read_csv(run_dir / 'valid_preds.csv')
-    vp = predict_paths(run_dir, vf['path'], num_workers=num_workers)
-    est = AgeEstimator(recipe.option('age_model'))(vf['path'])
+    summary = run_train(spec.with_recipe(replace(recipe, tasks=tasks)), src, run_dir, splits=splits, cbs=cbs, log=log)
+    vf = pd.read_csv(rd.valid_preds)
+    vp = predict_paths(run_dir, vf['path'], runtime=spec.runtime)
+    est = AgeEstimator(recipe.age_model)(vf['path'])
     vf = vf.assign(est_age=est['age'], age_method=est['method'], pred_age=vp.reshape(-1, 3, 2, 3).sum((1, 2)).argmax(1),
                    pred=vp.argmax(1))
-    write_csv(run_dir / 'valid_preds.csv', vf)
-    np.save(run_dir / 'valid_probs.npy', vp.astype(np.float32))
-    summary.update(scores(vf), age_model=recipe.option('age_model'),
+    write_csv(rd.valid_preds, vf)
+    save_npy(rd.valid_probs, vp.astype(np.float32))
+    summary.update(scores(vf), age_model=recipe.age_model,
                    age_methods=dict(Counter(est['method'])),
                    age_mae=round(float(np.abs(est['age'] - vf['age']).mean()), 2) if 'age' in vf else None)
     if src.eval is not None:
-        ep = predict_paths(run_dir, src.eval['path'], num_workers=num_workers)
-        write_submission(run_dir / 'submission.csv', src.eval, ep)
+        ep = predict_paths(run_dir, src.eval['path'], runtime=spec.runtime)
+        write_submission(rd.submission, src.eval, ep)
         summary.update(score_eval(src, ep))
     return summary

@@ -7,10 +7,11 @@ import pandas as pd
 
 from fastmask.runners.ensemble import member_runs
 from fastmask.errors import FastmaskError
-from fastmask.io import atomic_path, read_json, write_csv
+from fastmask.io import atomic_path, write_csv
 from fastmask.sources.datasource import DataSource
-from fastmask.recipes.registry import Recipe
+from fastmask.rundir import RunDir
 from fastmask.runners.registry import register_runner
+from fastmask.runspec import RunSpec
 
 __all__ = ['read_curves', 'member_curves', 'member_label', 'common_settings', 'plot_curves', 'run_comparison']
 
@@ -19,7 +20,7 @@ CURVE_COLUMNS = ['member', 'epoch', 'train_loss', 'valid_loss', 'f1_score']
 
 def read_curves(run_dir, task: str = 'all') -> pd.DataFrame:
     "One run's per-epoch log (`metrics_{task}.csv` written by fastai's CSVLogger)."
-    p = Path(run_dir) / f'metrics_{task}.csv'
+    p = RunDir(run_dir).metrics(task)
     if not p.is_file(): raise FastmaskError(f'{p}: no per-epoch log (comparisons need one-model runs with task {task!r})')
     df = pd.read_csv(p)
     df = df[pd.to_numeric(df['epoch'], errors='coerce').notna()]  # CSVLogger repeats its header when a fit restarts
@@ -74,19 +75,19 @@ def plot_curves(curves: pd.DataFrame, path, title: str = '', labels: dict | None
 
 
 @register_runner('comparison')
-def run_comparison(recipe: Recipe, src: DataSource, run_dir: Path, out=Path('runs'), overrides: dict | None = None,
-                   weights=None, num_workers: int | None = None, log=print, **_) -> dict:
-    "Reuse or train each member; write `curves.csv` and `optimizers.png` (valid loss and F1 per epoch)."
-    members = member_runs(recipe, src, out, overrides, log=log, run_dir=run_dir, weights=weights, num_workers=num_workers)
+def run_comparison(spec: RunSpec, src: DataSource, run_dir: Path, *, splits=None, cbs=(), log=print) -> dict:
+    "Reuse or train each member; write `curves.csv` and the recipe's figure (valid loss and F1 per epoch)."
+    recipe, rd = spec.recipe, RunDir(run_dir)
+    members = member_runs(spec, src, log=log, run_dir=run_dir)
     runs = {n: d for n, (d, _) in members.items()}
-    curves = member_curves(runs, recipe.option('task', 'all'))
-    write_csv(run_dir / 'curves.csv', curves)
-    rs = {n: read_json(Path(d) / 'config.json')['recipe'] for n, d in runs.items()}
-    png = plot_curves(curves, run_dir / recipe.option('figure', 'optimizers.png'), common_settings(list(rs.values())),
+    curves = member_curves(runs, recipe.curve_task)
+    write_csv(rd.curves, curves)
+    rs = {n: RunDir(d).read_config()['recipe'] for n, d in runs.items()}
+    png = plot_curves(curves, rd / recipe.figure, common_settings(list(rs.values())),
                       {n: member_label(n, r) for n, r in rs.items()})
-    summ = {n: read_json(Path(d) / 'summary.json') for n, d in runs.items()}
+    summ = {n: RunDir(d).read_summary() for n, d in runs.items()}
     last = curves.groupby('member', sort=False).last()
-    return dict(figure=str(png), curves=str(run_dir / 'curves.csv'), member_runs={n: str(d) for n, d in runs.items()},
+    return dict(figure=str(png), curves=str(rd.curves), member_runs={n: str(d) for n, d in runs.items()},
                 reused=sorted(n for n, (_, r) in members.items() if r),
                 member_f1={n: s.get('valid_f1') for n, s in summ.items()},
                 member_epochs={n: int((curves['member'] == n).sum()) for n in runs},

@@ -7,15 +7,17 @@ import numpy as np
 import pandas as pd
 
 from fastmask.errors import FastmaskError
-from fastmask.io import read_json, write_csv, write_json
+from fastmask.io import save_npy, write_csv
 from fastmask.sources.datasource import DataSource
 from fastmask.sources.open import open_data
 from fastmask.inference.predict import predict_paths, soft_vote, write_submission
 from fastmask.inference.scoring import score_eval, scores
-from fastmask.recipes.registry import Recipe
 from fastmask.recipes.spec import resolve_spec
+from fastmask.rundir import RunDir
 from fastmask.runners.registry import register_runner
-from fastmask.runners.run import find_run, is_finished, resume_run, run_recipe
+from fastmask.runners.run import find_run, resume_run, run_recipe
+from fastmask.runspec import RunSpec
+from fastmask.runtime import Runtime
 
 __all__ = ['EnsembleError', 'member_runs', 'member_valid', 'check_aligned',
            'ensemble_runs', 'ensemble_report', 'run_ensemble']
@@ -25,44 +27,43 @@ class EnsembleError(FastmaskError, ValueError):
     "Member runs that cannot be combined (unfinished, no 18-class predictions, different validation rows)."
 
 
-def member_runs(recipe: Recipe, src: DataSource, out, overrides: dict | None = None, log=print, run_dir=None,
-                **opts) -> dict[str, tuple[Path, bool]]:
+def member_runs(spec: RunSpec, src: DataSource, log=print, run_dir=None) -> dict[str, tuple[Path, bool]]:
     """Each member of `recipe`: (run folder, reused?) -- the latest matching finished run under `out`, else a new run.
 
     With `run_dir`, the member folders started are recorded in `run_dir/members.json` as they start, so that a
     resumed ensemble continues an interrupted member from its checkpoints instead of starting it again."""
-    overrides = {k: v for k, v in (overrides or {}).items()}
+    recipe = spec.recipe
     if not recipe.members: raise FastmaskError(f'recipe {recipe.name} lists no members')
-    book = Path(run_dir) / 'members.json' if run_dir is not None else None
-    started = read_json(book) if book is not None and book.is_file() else {}
+    book = RunDir(run_dir) if run_dir is not None else None
+    started = {k: str(v) for k, v in book.members().items()} if book is not None else {}
     def record(name, d):
         if book is None: return
         started[name] = str(d)
-        write_json(book, started)
+        book.write_members(started)
     res = {}
     for name in recipe.members:
-        m = resolve_spec(name, **overrides)   # a member may be a variant: `cpu_split_lite0[seed=1]`
-        d = find_run(out, m, src)
+        m = spec.with_recipe(resolve_spec(name, **spec.overrides), tags={})   # a member may be a variant: `x[seed=1]`
+        d = find_run(spec.out, m)
         if d is not None:
             log(f'{recipe.name}: reusing {name} run {d}')
             res[name] = (d, True)
             record(name, d)
-        elif name in started and is_finished(started[name]):     # finished, though no longer `find_run`'s match
+        elif name in started and RunDir(started[name]).finished:     # finished, though no longer `find_run`'s match
             res[name] = (Path(started[name]), True)
-        elif name in started and Path(started[name], 'config.json').is_file():
+        elif name in started and RunDir(started[name]).config.is_file():
             log(f'{recipe.name}: continuing {name} run {started[name]}')
-            res[name] = (resume_run(started[name], num_workers=opts.get('num_workers')), False)
+            res[name] = (resume_run(started[name], runtime=spec.runtime, log=log), False)
         else:
             log(f'{recipe.name}: training {name}')
-            res[name] = (run_recipe(m, src, out, overrides=overrides, on_start=lambda d, n=name: record(n, d), **opts), False)
+            res[name] = (run_recipe(m, src, on_start=lambda d, n=name: record(n, d), log=log), False)
     return res
 
 
 def member_valid(run_dir) -> tuple[pd.DataFrame, np.ndarray]:
     "A finished run's validation rows (`valid_preds.csv`) and 18-class probabilities (`valid_probs.npy`)."
-    run_dir = Path(run_dir)
-    csv, npy = run_dir / 'valid_preds.csv', run_dir / 'valid_probs.npy'
-    if not is_finished(run_dir): raise EnsembleError(f'{run_dir}: not a finished run folder (no summary.json)')
+    rd = RunDir(run_dir)
+    csv, npy = rd.valid_preds, rd.valid_probs
+    if not rd.finished: raise EnsembleError(f'{run_dir}: not a finished run folder (no {rd.SUMMARY})')
     if not npy.is_file(): raise EnsembleError(f'{npy}: missing (the run has no 18-class validation predictions)')
     df, p = pd.read_csv(csv), np.load(npy)
     if len(df) != len(p): raise EnsembleError(f'{npy}: {len(p)} rows but {csv.name} has {len(df)}')
@@ -80,7 +81,7 @@ def check_aligned(frames: dict) -> None:
             raise EnsembleError(f'{d}: validation rows differ from {d0} ({why}); members need the same split settings')
 
 
-def ensemble_runs(run_dirs, src=None, bs: int = 64, num_workers: int | None = None,
+def ensemble_runs(run_dirs, src=None, bs: int = 64, runtime: Runtime | None = None,
                   log=None) -> tuple[np.ndarray, np.ndarray | None]:
     "Soft vote of finished runs: (validation probabilities, eval probabilities or None) as means of the members'."
     run_dirs = [Path(d) for d in run_dirs]
@@ -93,38 +94,37 @@ def ensemble_runs(run_dirs, src=None, bs: int = 64, num_workers: int | None = No
     eps = []
     for d in run_dirs:
         if log: log(f'predicting {len(src.eval)} eval images with {d}')
-        eps.append(predict_paths(d, src.eval['path'], bs=bs, num_workers=num_workers))
+        eps.append(predict_paths(d, src.eval['path'], bs=bs, runtime=runtime))   # None: each member's own
     return vp, soft_vote(eps)
 
 
-def ensemble_report(run_dirs, src=None, out_dir=None, submission=None, bs: int = 64, num_workers: int | None = None,
+def ensemble_report(run_dirs, src=None, out_dir=None, submission=None, bs: int = 64, runtime: Runtime | None = None,
                     log=None) -> dict:
     "Soft-vote finished runs; write the submission (and validation predictions into `out_dir`); return the F1s."
     run_dirs = [Path(d) for d in run_dirs]
-    vp, ep = ensemble_runs(run_dirs, src, bs=bs, num_workers=num_workers, log=log)
-    df = pd.read_csv(run_dirs[0] / 'valid_preds.csv')
+    vp, ep = ensemble_runs(run_dirs, src, bs=bs, runtime=runtime, log=log)
+    df = pd.read_csv(RunDir(run_dirs[0]).valid_preds)
     keep = [c for c in ('path', 'person', 'mask', 'gender', 'age', 'label') if c in df.columns]
     vf = df[keep].assign(pred=vp.argmax(1))
-    member_f1 = {str(d): read_json(d / 'summary.json').get('valid_f1') for d in run_dirs}
+    member_f1 = {str(d): RunDir(d).read_summary().get('valid_f1') for d in run_dirs}
     res = dict(members=[str(d) for d in run_dirs], member_f1=member_f1, n_valid=len(vf), **scores(vf))
     if out_dir is not None:
-        out_dir = Path(out_dir)
-        write_csv(out_dir / 'valid_preds.csv', vf)
-        np.save(out_dir / 'valid_probs.npy', vp.astype(np.float32))
+        out = RunDir(out_dir)
+        write_csv(out.valid_preds, vf)
+        save_npy(out.valid_probs, vp.astype(np.float32))
     if ep is not None:
         src = src if isinstance(src, DataSource) else open_data(src)
-        sub = submission or (out_dir / 'submission.csv' if out_dir is not None else None)
+        sub = submission or (RunDir(out_dir).submission if out_dir is not None else None)
         if sub is not None: res['submission'] = str(write_submission(sub, src.eval, ep))
         res.update(score_eval(src, ep))
     return res
 
 
 @register_runner('ensemble')
-def run_ensemble(recipe: Recipe, src: DataSource, run_dir: Path, out=Path('runs'), overrides: dict | None = None,
-                 weights=None, num_workers: int | None = None, log=print, **_) -> dict:
+def run_ensemble(spec: RunSpec, src: DataSource, run_dir: Path, *, splits=None, cbs=(), log=print) -> dict:
     "Reuse or train each member, soft-vote them, and record members' folders and F1s in the summary."
-    members = member_runs(recipe, src, out, overrides, log=log, run_dir=run_dir, weights=weights, num_workers=num_workers)
-    res = ensemble_report([d for d, _ in members.values()], src, run_dir, num_workers=num_workers, log=log)
+    members = member_runs(spec, src, log=log, run_dir=run_dir)
+    res = ensemble_report([d for d, _ in members.values()], src, run_dir, log=log)
     res['member_runs'] = {n: str(d) for n, (d, _) in members.items()}
     res['member_f1'] = {n: res['member_f1'][str(d)] for n, (d, _) in members.items()}
     res['reused'] = sorted(n for n, (_, r) in members.items() if r)

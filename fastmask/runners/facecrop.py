@@ -18,10 +18,12 @@ from fastmask.sources.datasource import DataSource
 from fastmask.recipes.registry import Recipe
 from fastmask.inference.predict import predict_paths, write_submission
 from fastmask.inference.scoring import score_eval
+from fastmask.rundir import RunDir
 from fastmask.runners.registry import register_hook, register_runner
 from fastmask.runners.train import run_train
+from fastmask.runspec import RunSpec
 
-__all__ = ['DETECTORS', 'INSTALL_HINT', 'crop_cache', 'cache_key', 'square_box', 'mtcnn_detector', 'cascade_detector', 'dlib_detector',
+__all__ = ['run_recipe_of', 'DETECTORS', 'INSTALL_HINT', 'crop_cache', 'cache_key', 'square_box', 'mtcnn_detector', 'cascade_detector', 'dlib_detector',
            'FaceCropper', 'crop_paths', 'run_preprocess', 'run_facecrop']
 
 DETECTORS = ('mtcnn', 'cascade')
@@ -186,8 +188,14 @@ class FaceCropper:
             Counter(new=len(todo), cached=len(paths) - len(todo))
 
 
-def _settings(opts: dict) -> dict:
-    return dict(detectors=tuple(opts.get('detectors', DETECTORS)), margin=float(opts.get('margin', 0.2)))
+def _settings(r: Recipe) -> dict:
+    return dict(detectors=tuple(r.detectors), margin=float(r.margin))
+
+
+def run_recipe_of(run_dir) -> Recipe | None:
+    "The recipe a run folder recorded (older folders' `extras` read as typed fields), or None without one."
+    cfg = RunDir(run_dir).config_or_empty()
+    return Recipe.from_dict(cfg['recipe']) if 'recipe' in cfg else None
 
 
 def crop_paths(paths, detectors=DETECTORS, margin: float = 0.2, log=None):
@@ -198,12 +206,9 @@ def crop_paths(paths, detectors=DETECTORS, margin: float = 0.2, log=None):
 @register_hook('facecrop', 'preprocess')
 def run_preprocess(run_dir, paths) -> list[str]:
     "The image paths a run's models expect: face crops when the run's recipe recorded `preprocess='facecrop'`."
-    cfg = Path(run_dir) / 'config.json'
-    paths = [str(p) for p in paths]
-    if not cfg.is_file(): return paths
-    opts = dict(map(tuple, read_json(cfg).get('recipe', {}).get('extras', [])))
-    if opts.get('preprocess') != 'facecrop': return paths
-    return crop_paths(paths, **_settings(opts))[0]
+    paths, r = [str(p) for p in paths], run_recipe_of(run_dir)
+    if r is None or r.preprocess != 'facecrop': return paths
+    return crop_paths(paths, **_settings(r))[0]
 
 
 def _cropped(df: pd.DataFrame, cropper: FaceCropper, log) -> tuple[pd.DataFrame, dict]:
@@ -212,24 +217,24 @@ def _cropped(df: pd.DataFrame, cropper: FaceCropper, log) -> tuple[pd.DataFrame,
 
 
 @register_runner('facecrop')
-def run_facecrop(recipe: Recipe, src: DataSource, run_dir: Path, num_workers: int | None = None, log=print,
-                 **opts) -> dict:
+def run_facecrop(spec: RunSpec, src: DataSource, run_dir: Path, *, splits=None, cbs=(), log=print) -> dict:
     "Crop train and eval faces, train on the crops (`run_train`), and predict the eval images through the crops."
-    cropper = FaceCropper(**_settings(dict(recipe.extras)))
+    rd = RunDir(run_dir)
+    cropper = FaceCropper(**_settings(spec.recipe))
     for d in cropper.detectors: cropper._net(d)  # a missing extra fails here, before any work
     train, tc = _cropped(src.train, cropper, log)
     report = dict(detectors=list(cropper.detectors), margin=cropper.margin, train=tc)
     if src.eval is not None: report['eval'] = _cropped(src.eval, cropper, log)[1]
-    write_json(run_dir / 'facecrop.json', report)
-    summary = run_train(recipe, dc_replace(src, train=train, eval=None, truth=None), run_dir, num_workers=num_workers, **opts)
-    vp = run_dir / 'valid_preds.csv'
+    write_json(rd.facecrop, report)
+    summary = run_train(spec, dc_replace(src, train=train, eval=None, truth=None), run_dir, splits=splits, cbs=cbs, log=log)
+    vp = rd.valid_preds
     if vp.is_file():  # original paths, so the run aligns with other runs in an ensemble
         v = pd.read_csv(vp)
         back = dict(zip(train['path'].astype(str), src.train['path'].astype(str)))
         write_csv(vp, v.assign(path=v['path'].astype(str).map(back).fillna(v['path'])))
-    if src.eval is not None and (run_dir / 'valid_probs.npy').is_file():
-        ep = predict_paths(run_dir, src.eval['path'], num_workers=num_workers)  # crops through run_preprocess
-        write_submission(run_dir / 'submission.csv', src.eval, ep)
+    if src.eval is not None and rd.valid_probs.is_file():
+        ep = predict_paths(run_dir, src.eval['path'], runtime=spec.runtime)  # crops through run_preprocess
+        write_submission(rd.submission, src.eval, ep)
         summary.update(score_eval(src, ep))
     summary['facecrop'] = report
     return summary

@@ -18,17 +18,18 @@ from fastmask.data.block import person_keys, person_strata
 from fastmask.errors import LayoutError, RecipeError
 from fastmask.inference.predict import as_18class, soft_vote, task_probs, write_submission
 from fastmask.inference.scoring import macro_f1, score_eval, scores
-from fastmask.io import read_json, write_csv
+from fastmask.io import save_npy, write_csv
 from fastmask.recipes.registry import Recipe
-from fastmask.runners.ensemble import find_run
 from fastmask.runners.registry import get_runner, register_hook, register_runner
-from fastmask.runners.run import sub_run
-from fastmask.sources.open import as_source
+from fastmask.rundir import RunDir
+from fastmask.runners.run import find_run, sub_run
+from fastmask.runspec import RunSpec
+from fastmask.sources.datasource import DataSource
 
 __all__ = ['person_folds', 'fold_dirs', 'as_kfold', 'fold_recipe', 'run_fold', 'run_kfold', 'predict_folds',
            'DEFAULT_FOLDS']
 
-DEFAULT_FOLDS = 5
+DEFAULT_FOLDS = Recipe.__dataclass_fields__['folds'].default
 
 
 def person_folds(df: pd.DataFrame, k: int = DEFAULT_FOLDS, seed: int = 156) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -45,80 +46,69 @@ def person_folds(df: pd.DataFrame, k: int = DEFAULT_FOLDS, seed: int = 156) -> l
 
 def fold_dirs(run_dir) -> list[Path]:
     "The fold run folders of a k-fold run folder, in order (empty for other run folders)."
-    run_dir = Path(run_dir)
-    dirs = sorted((p for p in run_dir.glob('fold*') if p.is_dir() and p.name[4:].isdigit()), key=lambda p: int(p.name[4:]))
-    return [d for d in dirs if any(d.glob('model_*.pth'))]
+    return [d.path for d in RunDir(run_dir).folds()]
 
 
 def as_kfold(recipe: Recipe, folds: int) -> Recipe:
     "Any recipe wrapped in the k-fold runner (`--folds K`)."
     if folds < 2: raise RecipeError(f'--folds {folds}: k-fold needs at least 2 folds')
-    if recipe.kind == 'kfold': inner = recipe.option('fold_kind', 'train')
-    else: inner = recipe.kind
+    inner = recipe.fold_kind if recipe.kind == 'kfold' else recipe.kind
     if inner != 'train': raise RecipeError(f"recipe {recipe.name} (kind '{inner}') cannot be k-folded: only 'train' recipes")
-    extras = tuple((k, v) for k, v in recipe.extras if k not in ('folds', 'fold_kind'))
-    return replace(recipe, kind='kfold', extras=extras + (('folds', folds), ('fold_kind', inner)))
+    return replace(recipe, kind='kfold', folds=folds, fold_kind=inner)
 
 
 def fold_recipe(recipe: Recipe, fold: int) -> Recipe:
     "One fold of a k-fold recipe as its own recipe (`--fold I`): a job of its own, e.g. on another GPU."
     if recipe.kind != 'kfold': raise RecipeError(f'recipe {recipe.name} is not k-fold: add --folds K to pick a fold')
-    k = int(recipe.option('folds', DEFAULT_FOLDS))
-    if not 0 <= fold < k: raise RecipeError(f'--fold {fold}: the recipe has folds 0..{k - 1}')
-    return replace(recipe, name=f'{recipe.name}_fold{fold}', kind='fold', extras=recipe.extras + (('fold', fold),))
+    if not 0 <= fold < recipe.folds: raise RecipeError(f'--fold {fold}: the recipe has folds 0..{recipe.folds - 1}')
+    return replace(recipe, name=f'{recipe.name}_fold{fold}', kind='fold', fold=fold)
 
 
 @register_runner('fold')
-def run_fold(recipe: Recipe, data, run_dir: Path, **opts) -> dict:
-    "Train one fold of a k-fold recipe (validation: that fold's people)."
-    src = as_source(data)
-    k, i = int(recipe.option('folds', DEFAULT_FOLDS)), int(recipe.option('fold'))
-    opts.pop('splits', None)
-    splits = person_folds(src.train.reset_index(drop=True), k, recipe.split_seed)[i]
-    s = get_runner(recipe.option('fold_kind', 'train'))(replace(recipe, kind='train'), src, run_dir, splits=splits, **opts)
-    return dict(s, fold=i, folds=k)
-
-
-def _finished_fold(out, recipe: Recipe, src) -> Path | None:
-    "A finished run of exactly this fold recipe under `out` (trained earlier as its own job), if any."
-    return None if out is None else find_run(out, recipe, src)
+def run_fold(spec: RunSpec, src: DataSource, run_dir: Path, *, splits=None, cbs=(), log=print) -> dict:
+    "Train one fold of a k-fold recipe (validation: that fold's people; `splits` is ignored)."
+    r = spec.recipe
+    if r.fold is None: raise RecipeError(f'recipe {r.name} is a fold job without a fold (fold_recipe sets it)')
+    splits = person_folds(src.train.reset_index(drop=True), r.folds, r.split_seed)[r.fold]
+    s = get_runner(r.fold_kind)(spec.with_recipe(replace(r, kind='train')), src, run_dir, splits=splits, cbs=cbs, log=log)
+    return dict(s, fold=r.fold, folds=r.folds)
 
 
 @register_runner('kfold')
-def run_kfold(recipe: Recipe, data, run_dir: Path, weights=None, num_workers: int | None = None, **opts) -> dict:
+def run_kfold(spec: RunSpec, src: DataSource, run_dir: Path, *, splits=None, cbs=(), log=print) -> dict:
     "Train the recipe once per fold into `run_dir/fold{i}`, score the out-of-fold predictions, soft-vote the folds."
-    src = as_source(data)
-    k = int(recipe.option('folds', DEFAULT_FOLDS))
+    recipe, rd = spec.recipe, RunDir(run_dir)
+    k = recipe.folds
     train = src.train.reset_index(drop=True)
     folds = person_folds(train, k, recipe.split_seed)
     oof = np.full((len(train), 18), np.nan, dtype=np.float32)
     frames, fold_f1, eval_probs = [], [], []
     for i, (tr, va) in enumerate(folds):
-        sub, fr = Path(run_dir) / f'fold{i}', fold_recipe(recipe, i)
-        done = None if (sub / 'config.json').is_file() else _finished_fold(opts.get('out'), fr, src)
+        sub, fs = rd.fold(i), spec.with_recipe(fold_recipe(recipe, i))
+        done = None if sub.config.is_file() else find_run(spec.out, fs)
         if done is not None:                           # reuse a fold trained as its own job (`--fold I`)
-            shutil.copytree(done, sub)
-            s = read_json(sub / 'summary.json')
+            shutil.copytree(done, sub.path)
+            s = sub.read_summary()
         else:                                          # train it, or reuse / continue it after an interruption
-            s = sub_run(fr, src, sub, config=dict(fold=i, folds=k), weights=weights, num_workers=num_workers, **opts)
+            s = sub_run(fs, src, sub.path, config=dict(fold=i, folds=k), cbs=cbs, log=log)
         fold_f1.append(s.get('valid_f1'))
-        vf = pd.read_csv(sub / 'valid_preds.csv').assign(fold=i)
+        vf = pd.read_csv(sub.valid_preds).assign(fold=i)
         frames.append(vf)
-        if (sub / 'valid_probs.npy').exists(): oof[va] = np.load(sub / 'valid_probs.npy')
-        if (sub / 'eval_probs.npy').exists(): eval_probs.append(np.load(sub / 'eval_probs.npy'))
+        if sub.valid_probs.exists(): oof[va] = np.load(sub.valid_probs)
+        if sub.eval_probs.exists(): eval_probs.append(np.load(sub.eval_probs))
     oof_df = pd.concat(frames, ignore_index=True)
-    write_csv(Path(run_dir) / 'oof_preds.csv', oof_df)
+    write_csv(rd.oof_preds, oof_df)
     summary = dict(folds=k, fold_valid_f1=fold_f1, n_train=int(len(train)))
     if not np.isnan(oof).any():
-        np.save(Path(run_dir) / 'oof_probs.npy', oof)
+        save_npy(rd.oof_probs, oof)
         summary['oof_f1'] = round(macro_f1(train['label'], oof.argmax(1)), 4)
     summary.update({k_: v for k_, v in scores(oof_df, prefix='oof_').items() if k_ != 'oof_f1'})
     if fold_f1 and all(f is not None for f in fold_f1):
         summary['valid_f1'] = round(float(np.mean(fold_f1)), 4)   # mean over folds (compare with a single split)
     if len(eval_probs) == k and src.eval is not None:
         ep = soft_vote(eval_probs)
-        np.save(Path(run_dir) / 'eval_probs.npy', ep)
-        write_submission(Path(run_dir) / 'submission.csv', src.eval, ep)
+        save_npy(rd.eval_probs, ep)
+        write_submission(rd.submission, src.eval, ep)
         summary.update(score_eval(src, ep))
     return summary
 

@@ -3,7 +3,7 @@
 A pseudo run folder holds `base/` (the first run, a normal run folder), `pseudo_labels.csv` (kept eval images,
 their class and confidence) and, at the top level, the retrained run (models, valid_preds.csv, submission.csv).
 The validation people are the base run's: eval images never enter validation.
-Recipe extras: `('pseudo_threshold', 0.9)`.
+Recipe field: `pseudo_threshold=0.9`.
 """
 from __future__ import annotations
 
@@ -19,15 +19,15 @@ from fastmask.io import write_csv
 from fastmask.labels import decode
 from fastmask.sources.datasource import DataSource
 from fastmask.inference.predict import predict_paths
-from fastmask.recipes.registry import Recipe
+from fastmask.rundir import RunDir
 from fastmask.runners.registry import register_runner
 from fastmask.runners.run import sub_run
 from fastmask.runners.train import run_train
-from fastmask.sources.open import as_source
+from fastmask.runspec import RunSpec
 
 __all__ = ['select_pseudo', 'pseudo_rows', 'with_pseudo', 'run_pseudo', 'DEFAULT_THRESHOLD']
 
-DEFAULT_THRESHOLD = 0.9
+DEFAULT_THRESHOLD = 0.9   # the recipe field's default
 
 
 def select_pseudo(eval_df: pd.DataFrame, probs: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> pd.DataFrame:
@@ -59,22 +59,22 @@ def with_pseudo(src: DataSource, sel: pd.DataFrame, splits, age_cut: int) -> tup
 
 
 @register_runner('pseudo')
-def run_pseudo(recipe: Recipe, data, run_dir: Path, weights=None, num_workers: int | None = None, splits=None,
-               cbs=(), **opts) -> dict:
+def run_pseudo(spec: RunSpec, src: DataSource, run_dir: Path, *, splits=None, cbs=(), log=print) -> dict:
     "Train, pseudo-label the confident eval images, and retrain with them (same validation people)."
-    src = as_source(data)
+    recipe = spec.recipe
     if src.eval is None: raise RecipeError(f'recipe {recipe.name} pseudo-labels eval images, but {src.root} has none')
-    thr = float(recipe.option('pseudo_threshold', DEFAULT_THRESHOLD))
-    r = replace(recipe, kind='train')
+    thr = float(recipe.pseudo_threshold)
+    s2 = spec.with_recipe(replace(recipe, kind='train'))
+    r = s2.recipe
     if splits is None: splits = person_split(src.train.reset_index(drop=True), r.valid_pct, r.split_seed)
-    base_dir = Path(run_dir) / 'base'
-    base = sub_run(r, src, base_dir, weights=weights, num_workers=num_workers, splits=splits, cbs=cbs)  # reused on resume
-    probs = np.load(base_dir / 'eval_probs.npy') if (base_dir / 'eval_probs.npy').exists() else \
-        predict_paths(base_dir, src.eval['path'], num_workers=num_workers)
+    base_dir = RunDir(run_dir).part('base')
+    base = sub_run(s2, src, base_dir.path, splits=splits, cbs=cbs, log=log)  # reused on resume
+    probs = np.load(base_dir.eval_probs) if base_dir.eval_probs.exists() else \
+        predict_paths(base_dir.path, src.eval['path'], runtime=spec.runtime)
     sel = select_pseudo(src.eval, probs, thr)
-    write_csv(Path(run_dir) / 'pseudo_labels.csv', sel)
+    write_csv(RunDir(run_dir).pseudo_labels, sel)
     src2, splits2 = with_pseudo(src, sel, splits, r.age_cut)
-    summary = run_train(r, src2, Path(run_dir), weights=weights, num_workers=num_workers, splits=splits2, cbs=cbs)
+    summary = run_train(s2, src2, Path(run_dir), splits=splits2, cbs=cbs, log=log)
     summary.update(pseudo_threshold=thr, n_pseudo=int(len(sel)), n_eval=int(len(src.eval)),
                    **{f'base_{k}': v for k, v in base.items() if 'f1' in k})
     return summary

@@ -3,7 +3,7 @@
 Every cut point trains into `run_dir/cut{age}/` (a normal run folder) on the same person split; the validation
 labels stay the competition's (>= 60 means 60), so the cut points compare fairly. Writes `sweep.csv` (one row
 per cut: 18-class macro F1 and the age F1) and `sweep.png`.
-Recipe extras: `('age_cuts', (57, 58, 59, 60))`.
+Recipe field: `age_cuts=(57, 58, 59, 60)`.
 """
 from __future__ import annotations
 
@@ -15,10 +15,11 @@ import pandas as pd
 from fastmask.data.block import person_split
 from fastmask.errors import RecipeError
 from fastmask.io import atomic_path, write_csv
-from fastmask.recipes.registry import Recipe
+from fastmask.rundir import RunDir
 from fastmask.runners.registry import register_runner
 from fastmask.runners.run import sub_run
-from fastmask.sources.open import as_source
+from fastmask.runspec import RunSpec
+from fastmask.sources.datasource import DataSource
 
 __all__ = ['DEFAULT_CUTS', 'sweep_table', 'plot_sweep', 'run_sweep_age_cut']
 
@@ -49,20 +50,20 @@ def plot_sweep(table: pd.DataFrame, path, title: str = 'age cut sweep') -> Path:
 
 
 @register_runner('sweep_age_cut')
-def run_sweep_age_cut(recipe: Recipe, data, run_dir: Path, weights=None, num_workers: int | None = None, **_) -> dict:
+def run_sweep_age_cut(spec: RunSpec, src: DataSource, run_dir: Path, *, splits=None, cbs=(), log=print) -> dict:
     "Train the recipe at each age cut and report the 18-class macro F1 per cut in sweep.csv and sweep.png."
-    src = as_source(data)
-    cuts = tuple(int(c) for c in recipe.option('age_cuts', DEFAULT_CUTS))
+    recipe, rd = spec.recipe, RunDir(run_dir)
+    cuts = tuple(int(c) for c in (recipe.age_cuts or DEFAULT_CUTS))
     if not cuts: raise RecipeError(f'recipe {recipe.name}: age_cuts is empty')
     splits = person_split(src.train.reset_index(drop=True), recipe.valid_pct, recipe.split_seed)
     summaries = {}
     for c in cuts:
         r = replace(recipe, kind='train', age_cut=c)
-        summaries[c] = dict(sub_run(r, src, Path(run_dir) / f'cut{c}', weights=weights, num_workers=num_workers,
-                                    splits=splits), age_cut=c)  # a finished cut is reused on resume
+        summaries[c] = dict(sub_run(spec.with_recipe(r), src, rd.part(f'cut{c}').path, splits=splits, cbs=cbs, log=log),
+                            age_cut=c)  # a finished cut is reused on resume
     table = sweep_table(summaries)
-    write_csv(Path(run_dir) / 'sweep.csv', table)
-    plot_sweep(table, Path(run_dir) / 'sweep.png', f'{recipe.name}: 18-class macro F1 per age cut')
+    write_csv(rd.sweep, table)
+    plot_sweep(table, rd.sweep_plot, f'{recipe.name}: 18-class macro F1 per age cut')
     best = table.loc[table['valid_f1'].idxmax()] if 'valid_f1' in table.columns else None
     out = dict(age_cuts=list(cuts), sweep={int(r['age_cut']): r.get('valid_f1') for _, r in table.iterrows()})
     if best is not None: out.update(best_age_cut=int(best['age_cut']), valid_f1=float(best['valid_f1']))

@@ -12,9 +12,9 @@ from fastai.callback.progress import CSVLogger
 from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
 from fastai.learner import Learner
 from fastai.metrics import F1Score, accuracy
-from fastai.torch_core import set_seed
+from fastai.torch_core import default_device, set_seed
 
-from fastmask.callbacks.checkpoint import CheckpointCallback, checkpoint_path, load_finished
+from fastmask.callbacks.checkpoint import CheckpointCallback, load_finished
 from fastmask.callbacks.cutmix import apply_cutmix
 from fastmask.callbacks.distributed import distrib_fit
 from fastmask.callbacks.speed import accelerate
@@ -27,7 +27,7 @@ from fastmask.data.sampling import apply_sampling
 from fastmask.errors import RecipeError
 from fastmask.inference.predict import combine_tasks, predict_paths, write_submission
 from fastmask.inference.scoring import score_eval, scores
-from fastmask.io import save_npy, save_torch, write_csv
+from fastmask.io import save_npy, write_csv
 from fastmask.labels import task_names
 from fastmask.losses import get_loss
 from fastmask.models.backbones import Prelogits, body_head, create_model, pretrained_stats
@@ -35,12 +35,15 @@ from fastmask.models.probe import feature_key, features, fit_head, set_head
 from fastmask.optim import CONTIGUOUS_ONLY, get_opt
 from fastmask.progress import learner_bars
 from fastmask.recipes.registry import Recipe, resolve
+from fastmask.rundir import RunDir, save_model
 from fastmask.runners.registry import register_runner
+from fastmask.runspec import RunSpec
+from fastmask.runtime import Runtime, default_runtime, prepare_backends, resolved
 from fastmask.runs import epochs_logged
 from fastmask.sources.datasource import DataSource
 from fastmask.sources.open import as_source
 
-__all__ = ['learner', 'build_learner', 'learner_stats', 'task_callbacks', 'fit_task', 'probe_head', 'run_train', 'metric_name',
+__all__ = ['TaskLearner', 'learner', 'build_learner', 'learner_stats', 'task_callbacks', 'fit_task', 'probe_head', 'run_train', 'metric_name',
            'valid_frame']
 
 
@@ -58,49 +61,58 @@ def learner_stats(r: Recipe) -> tuple[tuple, tuple]:
     raise RecipeError(f"unknown norm '{r.norm}' (pretrained or report)")
 
 
+class TaskLearner(Learner):
+    "A fastai Learner of one task model of a recipe: it knows its recipe (as seen by the task), task, normalisation, weights and runtime."
+    def __init__(self, dls, model, *, recipe: Recipe, task: str, stats, weights=None, runtime: Runtime | None = None, **kwargs):
+        super().__init__(dls, model, **kwargs)
+        self.recipe, self.task, self.stats, self.weights, self.runtime = recipe, task, stats, weights, runtime or default_runtime()
+
+
 def build_learner(recipe: Recipe, data, task: str | None = None, weights=None, splits=None, cbs=(),
-                  num_workers: int | None = None) -> Learner:
-    "The fastai Learner of one task of `recipe` on `data`, untrained (so `lr_find` works)."
-    src = as_source(data)
+                  runtime: Runtime | None = None) -> TaskLearner:
+    "The fastai Learner of one task of `recipe` on `data` with `runtime`'s speed settings, untrained (so `lr_find` works)."
+    src, rt = as_source(data), runtime or default_runtime()
     task = task or recipe.tasks[0]
     if task not in src.tasks: raise RecipeError(f"the data has no labels for task '{task}' (it has {', '.join(src.tasks)})")
     r = recipe.for_task(task)
     if r.bn not in BN_MODES: raise RecipeError(f"unknown bn '{r.bn}' (one of {', '.join(BN_MODES)})")
-    set_seed(r.seed, reproducible=True)
+    set_seed(r.seed, reproducible=rt.deterministic)
     stats = learner_stats(r)
     draw = r.balanced_mask if task == 'mask' else (r.draw_people and 'mask' in src.train.columns)  # 3 photos a person
     dls = task_dls(src.train, task, size=r.size, bs=r.bs, age_cut=r.age_cut, valid_pct=r.valid_pct,
                    split_seed=r.split_seed, balanced=draw, seed=r.seed, crop=r.crop,
-                   num_workers=num_workers, splits=splits, stats=stats, rrc_scale=r.rrc_scale, cutout=r.cutout)
+                   num_workers=rt.num_workers, splits=splits, stats=stats, rrc_scale=r.rrc_scale, cutout=r.cutout,
+                   cache=rt.cache)
     n = len(task_names(task))
     timm_kw = {k: v for k, v in dict(drop_rate=r.drop_rate, drop_path_rate=r.drop_path_rate).items() if v}
     model = create_model(r.arch, n, pretrained=r.pretrained, weights=weights, head=r.head, **timm_kw)
     extra = ([FrozenBN()] if r.bn == 'frozen' else []) + ([MixUp(r.mixup)] if r.mixup else [])
-    learn = Learner(dls, model, loss_func=get_loss(r.loss, n, **dict(r.loss_params)), opt_func=get_opt(r.opt),
-                    metrics=[F1Score(average='macro'), accuracy], wd=r.wd, cbs=list(cbs) + extra, splitter=body_head,
-                    train_bn=(r.bn == 'train'))
-    learn.recipe, learn.task, learn.stats, learn.weights = r, task, stats, weights
+    learn = TaskLearner(dls, model, recipe=r, task=task, stats=stats, weights=weights, runtime=rt,
+                        loss_func=get_loss(r.loss, n, **dict(r.loss_params)), opt_func=get_opt(r.opt),
+                        metrics=[F1Score(average='macro'), accuracy], wd=r.wd, cbs=list(cbs) + extra, splitter=body_head,
+                        train_bn=(r.bn == 'train'))
+    prepare_backends(rt, dls.device)   # cudnn: deterministic when asked, else benchmark on a GPU
     apply_cutmix(apply_sampling(learn))
-    cl = False if r.opt in CONTIGUOUS_ONLY and r.channels_last is None else r.channels_last   # auto: never for those
-    accelerate(learn, precision=r.precision, channels_last=cl)  # bf16 + channels-last where they pay
+    cl = False if r.opt in CONTIGUOUS_ONLY and rt.channels_last is None else None   # auto: never for those
+    accelerate(learn, rt, channels_last=cl)  # autocast + channels-last where they pay
     return learn
 
 
 def learner(name: str | Recipe = 'baseline_mobilenetv2', data='demo', task: str | None = None, quick: bool = False,
-            weights=None, **overrides) -> Learner:
+            weights=None, runtime: Runtime | None = None, **overrides) -> TaskLearner:
     "Python API: the recipe's Learner on `data` without training, e.g. for `learn.lr_find()`."
-    return build_learner(resolve(name, quick=quick, **overrides), data, task, weights=weights)
+    return build_learner(resolve(name, quick=quick, **overrides), data, task, weights=weights, runtime=runtime)
 
 
 def task_callbacks(r: Recipe, task: str, run_dir: Path, append: bool = False) -> list:
     "Callbacks of one task's fit: CSV log, early stopping, best-by-metric checkpoint or SWA."
     name, comp = metric_name(r.monitor)
-    cbs = [CSVLogger(fname=str(run_dir / f'metrics_{task}.csv'), append=append)]
+    cbs = [CSVLogger(fname=str(RunDir(run_dir).metrics(task)), append=append)]
     if r.patience is not None: cbs.append(EarlyStoppingCallback(monitor=name, comp=comp, patience=r.patience))
     if r.swa_start is not None:
         cbs.append(SWACallback(start_epoch=r.swa_start, swa_lr=r.swa_lr or r.lr))
     else:
-        cbs.append(SaveModelCallback(monitor=name, comp=comp, fname=f'.best_{task}', with_opt=False))
+        cbs.append(SaveModelCallback(monitor=name, comp=comp, fname=RunDir(run_dir).best(task).stem, with_opt=False))
     cbs += tracker_callbacks(task)  # --track: TensorBoard / MLflow / W&B logging of this fit
     return cbs
 
@@ -113,7 +125,7 @@ def _fit(learn: Learner, epochs: int, lr, r: Recipe, cbs: list, **kw) -> None:
         else: raise RecipeError(f"unknown schedule '{r.schedule}' (one_cycle or constant)")
 
 
-def fit_task(learn: Learner, run_dir: Path, cbs=()) -> Learner:
+def fit_task(learn: TaskLearner, run_dir: Path, cbs=()) -> TaskLearner:
     """Fit a task Learner with its recipe's schedule and save `model_{task}.pth` in the run folder.
 
     The recipe's `head_init='probe'` first sets the head from a linear probe on frozen features; `freeze_epochs`
@@ -123,11 +135,12 @@ def fit_task(learn: Learner, run_dir: Path, cbs=()) -> Learner:
     LP-FT) and the whole model then trains at `slice(lr / lr_mult, lr)`. Each phase has its own per-epoch
     checkpoint, so an interrupted run resumes inside either phase. `cbs`: extra callbacks of the main phase."""
     r, task, run_dir = learn.recipe, learn.task, Path(run_dir).resolve()
+    rd = RunDir(run_dir)
     learn.path, learn.model_dir = run_dir, '.'
     if r.head_init == 'probe': probe_head(learn)
     elif r.head_init: raise RecipeError(f"unknown head_init '{r.head_init}' (probe or empty)")
-    log = str(run_dir / f'metrics_{task}.csv')
-    head_ck = checkpoint_path(run_dir, f'{task}.head')
+    log = str(rd.metrics(task))
+    head_ck = rd.checkpoint(f'{task}.head')
     lr = slice(r.lr / r.lr_mult, r.lr) if r.head_init else r.lr   # a probe head: small body rates from the start
     if r.freeze_epochs:
         learn.freeze()
@@ -138,17 +151,16 @@ def fit_task(learn: Learner, run_dir: Path, cbs=()) -> Learner:
         lr = slice(r.lr / r.lr_mult, r.lr) if r.freeze_lr else slice(r.lr / 2 / r.lr_mult, r.lr / 2)  # fastai's fine_tune
     if r.epochs:
         main = task_callbacks(r, task, run_dir, append=bool(r.freeze_epochs)) + list(cbs)
-        main.append(CheckpointCallback(checkpoint_path(run_dir, task)))  # resumes from it when it exists
+        main.append(CheckpointCallback(rd.checkpoint(task)))  # resumes from it when it exists
         _fit(learn, r.epochs, lr, r, main)
-    (run_dir / f'.best_{task}.pth').unlink(missing_ok=True)
-    save_torch(run_dir / f'model_{task}.pth', dict(arch=r.arch, task=task, n_out=len(task_names(task)), size=r.size,
-                                                   crop=r.crop, age_cut=r.age_cut, head=r.head, stats=learn.stats,
-                                                   state_dict=learn.model.state_dict()))
-    for ck in (checkpoint_path(run_dir, task), head_ck): ck.unlink(missing_ok=True)
+    rd.best(task).unlink(missing_ok=True)
+    save_model(rd.model(task), learn.model, arch=r.arch, task=task, n_out=len(task_names(task)), size=r.size,
+               crop=r.crop, age_cut=r.age_cut, head=r.head, stats=learn.stats)
+    for ck in (rd.checkpoint(task), head_ck): ck.unlink(missing_ok=True)
     return learn
 
 
-def probe_head(learn: Learner) -> Learner:
+def probe_head(learn: TaskLearner) -> TaskLearner:
     "Set a Learner's linear head to a logistic regression on its frozen body's pooled features of the training images."
     r = learn.recipe
     if r.head != 'linear': raise RecipeError(f"head_init='probe' needs head='linear' (recipe {r.name} has '{r.head}')")
@@ -157,7 +169,7 @@ def probe_head(learn: Learner) -> Learner:
     body = Prelogits(learn.model)
     key = feature_key(r.arch, learn.weights or ('pretrained' if r.pretrained else 'random'), r.size, r.crop,
                       learn.stats, df['path'])
-    feats = features(body, df['path'], r.size, r.crop, learn.stats, key=key if r.pretrained else None)
+    feats = features(body, df['path'], r.size, r.crop, learn.stats, key=key if r.pretrained else None, runtime=learn.runtime)
     set_head(learn.model, *fit_head(feats, y, len(task_names(learn.task)), seed=r.seed, groups=df.get('person')))
     return learn
 
@@ -176,30 +188,28 @@ def valid_frame(src: DataSource, idx: np.ndarray, probs: dict[str, np.ndarray]) 
 
 
 @register_runner('train')
-def run_train(recipe: Recipe, data, run_dir: Path, weights=None, num_workers: int | None = None, splits=None, cbs=(),
-              **_) -> dict:
+def run_train(spec: RunSpec, src: DataSource, run_dir: Path, *, splits=None, cbs=(), log=print) -> dict:
     "Train every task model of the recipe, combine them, score the validation set, and predict the eval set."
-    src = as_source(data)
+    recipe, rd = spec.recipe, RunDir(run_dir)
     tasks = [t for t in recipe.tasks if t in src.tasks]
     if not tasks: raise RecipeError(f"recipe {recipe.name} trains {', '.join(recipe.tasks)} but the data only has "
                                     f"labels for {', '.join(src.tasks) or 'nothing'}")
     if splits is None: splits = person_split(src.train.reset_index(drop=True), recipe.valid_pct, recipe.split_seed)
-    probs, epochs, models = {}, {}, {}
+    probs, epochs, speed = {}, {}, {}
     for task in tasks:
-        learn = build_learner(recipe, src, task, weights=weights, splits=splits, num_workers=num_workers)
-        done = (run_dir / f'model_{task}.pth').is_file()
-        learn = load_finished(learn, run_dir) if done else fit_task(learn, run_dir, cbs=cbs)
+        learn = build_learner(recipe, src, task, weights=spec.weights, splits=splits, runtime=spec.runtime)
+        learn = load_finished(learn, run_dir) if rd.model(task).is_file() else fit_task(learn, run_dir, cbs=cbs)
         with learner_bars(learn):
             p, _ = learn.get_preds(dl=learn.dls.valid, act=lambda x: torch.softmax(x.float(), -1))
-        probs[task], epochs[task], models[task] = p.numpy(), epochs_logged(run_dir / f'metrics_{task}.csv'), learn
-        save_npy(run_dir / f'valid_probs_{task}.npy', probs[task].astype(np.float32))  # per task, e.g. for `data noise`
+        probs[task], epochs[task], speed[task] = p.numpy(), epochs_logged(rd.metrics(task)), learn.speed
+        save_npy(rd.task_probs(task), probs[task].astype(np.float32))  # per task, e.g. for `data noise`
     vf, p18 = valid_frame(src, splits[1], probs)
-    write_csv(run_dir / 'valid_preds.csv', vf)
-    if p18 is not None: save_npy(run_dir / 'valid_probs.npy', p18.astype(np.float32))
-    summary = dict(epochs=epochs, n_train=int(len(splits[0])), n_valid=int(len(splits[1])), **scores(vf))
+    write_csv(rd.valid_preds, vf)
+    if p18 is not None: save_npy(rd.valid_probs, p18.astype(np.float32))
+    summary = dict(epochs=epochs, n_train=int(len(splits[0])), n_valid=int(len(splits[1])), speed=speed, **scores(vf))
     if p18 is not None and src.eval is not None:
-        ep = predict_paths(run_dir, src.eval['path'], num_workers=num_workers)
-        write_submission(run_dir / 'submission.csv', src.eval, ep)
-        save_npy(run_dir / 'eval_probs.npy', ep.astype(np.float32))  # for k-fold / pseudo-label soft voting
-        summary.update(score_eval(src, ep))
+        ep = predict_paths(run_dir, src.eval['path'], runtime=spec.runtime)   # the run's own precision
+        write_submission(rd.submission, src.eval, ep)
+        save_npy(rd.eval_probs, ep.astype(np.float32))  # for k-fold / pseudo-label soft voting
+        summary.update(score_eval(src, ep), eval_speed=resolved(spec.runtime, default_device()))
     return summary

@@ -1,4 +1,8 @@
-"""Any labelled CSV as training data: `path` plus any of mask, gender, age (years or group), person/group/photo."""
+"""Any labelled CSV as training data: `path` plus any of mask, gender, age (years or group), person/group/photo.
+
+`read_labels_csv` is strict (the first bad row raises a one-line `LayoutError`) or, given a `problems` collector,
+lenient: it records every bad row and returns the others.
+"""
 from __future__ import annotations
 
 import re
@@ -9,6 +13,7 @@ import pandas as pd
 
 from fastmask.errors import LayoutError
 from fastmask.sources.datasource import DataSource
+from fastmask.sources.problems import flag, read_table
 from fastmask.labels import AGES, DEFAULT_AGE_CUT, LabelError, age_group, encode, mask_from_stem, parse_gender
 
 __all__ = ['CSVSource', 'read_labels_csv', 'parse_mask', 'parse_age', 'GROUP_COLUMNS']
@@ -57,31 +62,26 @@ def _column(df: pd.DataFrame, names) -> str | None:
     return next((c for c in names if c in df.columns), None)
 
 
-def _parse_col(df: pd.DataFrame, col: str, fn, csv: Path) -> list:
-    "Apply a parser to a column; one-line LayoutError naming file, row and problem."
-    out = []
-    for i, v in enumerate(df[col]):
-        if str(v).strip() == '': raise LayoutError(f'{csv} row {i + 2}: empty {col}')
-        try: out.append(fn(v))
-        except LabelError as e: raise LayoutError(f'{csv} row {i + 2}: {e}') from None
-    return out
-
-
-def _ages(df: pd.DataFrame, csv: Path, age_cut: int) -> tuple[np.ndarray, np.ndarray] | None:
-    "(ages in years, NaN where only the group is known; age groups) from an `age` and/or `age_group` column."
-    col = _column(df, ('age', 'age_group'))
-    if col is None: return None
-    parsed = _parse_col(df, col, lambda v: parse_age(v) if col == 'age' or not str(v).strip().isdigit()
-                        else (np.nan, _group_index(v)), csv)
-    years = np.array([a for a, _ in parsed], dtype=float)
-    groups = np.array([age_group(int(a), age_cut) if g is None else g for a, g in parsed], dtype=int)
-    return years, groups
-
-
 def _group_index(v) -> int:
-    g = int(str(v).strip())
-    if g not in (0, 1, 2): raise LabelError(f"age group '{v}' is not 0, 1 or 2")
-    return g
+    if str(v).strip() not in ('0', '1', '2'): raise LabelError(f"age group '{v}' is not 0, 1 or 2")
+    return int(str(v).strip())
+
+
+def _parsers(df: pd.DataFrame) -> dict:
+    "The label columns of a labels CSV and their parsers: mask, gender, and `age` or `age_group` -> (years, group)."
+    acol = _column(df, ('age', 'age_group'))
+    age = parse_age if acol == 'age' else lambda v: (np.nan, _group_index(v)) if str(v).strip().isdigit() else parse_age(v)
+    return {c: fn for c, fn in (('mask', parse_mask), ('gender', parse_gender), (acol, age)) if c in df.columns}
+
+
+def _parse_row(r: dict, parsers: dict) -> tuple[dict, tuple | None]:
+    "(the parsed labels of a row, None) or ({}, (column, reason)) at its first bad label."
+    out = {}
+    for col, fn in parsers.items():
+        if str(r[col]).strip() == '': return {}, (col, f'empty {col}')
+        try: out[col] = fn(r[col])
+        except LabelError as e: return {}, (col, str(e))
+    return out, None
 
 
 class CSVSource(DataSource):
@@ -94,38 +94,50 @@ class CSVSource(DataSource):
         return (('all',) if len(ts) == 3 else ()) + tuple(ts)
 
 
-def read_labels_csv(path, age_cut: int = DEFAULT_AGE_CUT):
-    "A DataSource from a CSV with a `path` column (relative to the CSV) and any of mask, gender, age, person/group."
+def read_labels_csv(path, age_cut: int = DEFAULT_AGE_CUT, problems=None) -> CSVSource:
+    "A CSVSource from a CSV with `path` (relative to the CSV) and any of mask, gender, age, person/group/photo columns."
     csv = Path(path)
     if not csv.is_file(): raise LayoutError(f'{csv}: file not found')
-    try: df = pd.read_csv(csv, dtype=str, keep_default_na=False)
-    except Exception as e: raise LayoutError(f'{csv}: cannot read CSV ({type(e).__name__}: {e})') from None
-    df.columns = [c.strip().lower() for c in df.columns]
-    if 'path' not in df.columns: raise LayoutError(f"{csv}: needs a 'path' column (has {', '.join(df.columns)})")
-    if df.empty: raise LayoutError(f'{csv}: no rows')
-    base = csv.resolve().parent
+    df, out = read_table(csv, (), problems, lower=True), pd.DataFrame(columns=['path', 'person', 'folder', 'photo'])
+    if df is None: return CSVSource(csv, out, None, None, kind='csv')
+    if 'path' not in df.columns: flag(problems, csv, 'csv', f"needs a 'path' column (has {', '.join(df.columns)})")
+    elif df.empty: flag(problems, csv, 'csv', 'no rows')
+    elif not {'mask', 'gender', 'age', 'age_group'} & set(df.columns):
+        flag(problems, csv, 'csv', 'no label column (mask, gender, age or age_group)')
+    else: out = _rows(csv, df, age_cut, problems)
+    return CSVSource(csv, out, None, None, kind='csv')
+
+
+def _rows(csv: Path, df: pd.DataFrame, age_cut: int, problems) -> pd.DataFrame:
+    "The training rows of a labels CSV, each bad row flagged (strict: the first raises)."
+    base, gcol, parsers = csv.resolve().parent, _column(df, GROUP_COLUMNS), _parsers(df)
     paths = [Path(p.strip()) if Path(p.strip()).is_absolute() else base / p.strip() for p in df['path']]
-    empty = [i for i, p in enumerate(df['path']) if not p.strip()]
-    if empty: raise LayoutError(f'{csv} row {empty[0] + 2}: empty path')
-    missing = [i for i, p in enumerate(paths) if not p.is_file()]
-    if missing:
-        raise LayoutError(f'{csv} row {missing[0] + 2}: image {paths[missing[0]]} does not exist '
-                          f'({len(missing)} of {len(paths)} missing)')
-    out = pd.DataFrame({'path': [str(p) for p in paths]})
-    gcol = _column(df, GROUP_COLUMNS)
-    out['person'] = df[gcol].str.strip().to_numpy() if gcol else [f'row{i + 2}' for i in range(len(df))]
-    if gcol:
-        blank = np.flatnonzero(out['person'].to_numpy() == '')
-        if len(blank): raise LayoutError(f'{csv} row {blank[0] + 2}: empty {gcol}')
-    out['folder'] = [p.parent.name for p in paths]
-    out['photo'] = [p.stem for p in paths]
-    if 'mask' in df.columns: out['mask'] = _parse_col(df, 'mask', parse_mask, csv)
-    if 'gender' in df.columns: out['gender'] = _parse_col(df, 'gender', parse_gender, csv)
-    ages = _ages(df, csv, age_cut)
-    if ages is not None: out['age'], out['age_group'] = ages
-    if 'race' in df.columns: out['race'] = df['race'].to_numpy()
+    there = [p.is_file() for p in paths]
+    n_missing, seen, keep, labels = there.count(False), set(), [], []
+    for i, r in enumerate(df.to_dict('records')):
+        p, bad, got = paths[i], None, {}
+        if not r['path'].strip(): bad = ('csv', 'empty path')
+        elif str(p) in seen: bad = ('duplicate-row', f'{p} is listed twice')
+        elif not there[i]: bad = ('no-folder', f'image {p} does not exist')
+        elif gcol and not r[gcol].strip(): bad = ('csv', f'empty {gcol}')
+        else: got, bad = _parse_row(r, parsers)
+        seen.add(str(p))
+        where = f'{csv} row {i + 2}'
+        if not bad: keep.append(i); labels.append(got)
+        elif bad[0] != 'no-folder': flag(problems, where, *bad)
+        else: flag(problems, where, *bad, strict=f'{where}: {bad[1]} ({n_missing} of {len(paths)} missing)')
+    out = pd.DataFrame({'path': [str(paths[i]) for i in keep]})
+    out['person'] = [df[gcol].iloc[i].strip() for i in keep] if gcol else [f'row{i + 2}' for i in keep]
+    out['folder'] = [paths[i].parent.name for i in keep]
+    out['photo'] = [paths[i].stem for i in keep]
+    for col in ('mask', 'gender'):
+        if col in parsers: out[col] = np.array([l[col] for l in labels], dtype=int)
+    acol = next((c for c in parsers if c.startswith('age')), None)
+    if acol:
+        parsed = [l[acol] for l in labels]
+        out['age'] = np.array([a for a, _ in parsed], dtype=float)
+        out['age_group'] = np.array([age_group(int(a), age_cut) if g is None else g for a, g in parsed], dtype=int)
+    if 'race' in df.columns: out['race'] = df['race'].to_numpy()[keep]
     if not {'mask', 'gender', 'age_group'} - set(out.columns):
         out['label'] = encode(out['mask'].to_numpy(), out['gender'].to_numpy(), out['age_group'].to_numpy())
-    if not {'mask', 'gender', 'age_group'} & set(out.columns):
-        raise LayoutError(f"{csv}: no label column (mask, gender, age or age_group)")
-    return CSVSource(csv, out, None, None, kind='csv')
+    return out

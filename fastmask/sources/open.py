@@ -9,15 +9,19 @@ from fastmask.sources.datasource import DataSource
 from fastmask.sources.demo import demo_dir
 from fastmask.sources.labelled import read_labels_csv
 
-__all__ = ['open_data', 'as_source']
+__all__ = ['data_path', 'open_data', 'as_source']
 
 
-def open_data(data, age_cut: int = DEFAULT_AGE_CUT) -> DataSource:
-    "Open `demo`, a competition-layout folder, or a labelled CSV."
-    if str(data) == 'demo': data = demo_dir()
-    root = Path(data)
-    if root.suffix.lower() == '.csv': return read_labels_csv(root, age_cut)
-    return read_layout(root, age_cut)
+def data_path(data) -> Path:
+    "The path a data argument names: 'demo' is the cached demo data set (the one place that name is resolved)."
+    return demo_dir() if str(data) == 'demo' else Path(data)
+
+
+def open_data(data, age_cut: int = DEFAULT_AGE_CUT, problems=None) -> DataSource:
+    "Open `demo`, a competition-layout folder, or a labelled CSV; lenient with a `problems` collector (see `check_data`)."
+    root = data_path(data)
+    if root.suffix.lower() == '.csv': return read_labels_csv(root, age_cut, problems)
+    return read_layout(root, age_cut, problems)
 
 
 def as_source(data) -> DataSource:

@@ -14,12 +14,16 @@ from sklearn.metrics import f1_score
 from matplotlib.figure import Figure
 
 from fastmask.errors import FastmaskError
-from fastmask.inference.predict import as_18class, run_models, soft_vote, split_tasks, task_probs
+from fastai.torch_core import default_device
+
+from fastmask.inference.predict import as_18class, run_models, run_runtime, soft_vote, split_tasks, task_probs
 from fastmask.inference.scoring import macro_f1
-from fastmask.io import read_json, write_csv, write_json
+from fastmask.io import write_csv, write_json
 from fastmask.labels import DEFAULT_AGE_CUT, TASKS, decode, task_names
 from fastmask.plots import plot_class_f1, plot_confusion, save_figure
-from fastmask.runners.kfold import fold_dirs
+from fastmask.recipes.registry import Recipe
+from fastmask.rundir import RunDir
+from fastmask.runtime import Runtime, resolve_precision
 from fastmask.sources.open import open_data
 
 __all__ = ['EvaluateError', 'run_parts', 'run_tasks', 'per_task', 'run_probs', 'labelled', 'evaluate']
@@ -33,14 +37,12 @@ class EvaluateError(FastmaskError, ValueError):
 
 def run_parts(run_dir) -> list[Path]:
     "The run folders whose predictions a run averages: its k-fold folds or ensemble members; [] if it has models."
-    run_dir = Path(run_dir)
-    if any(run_dir.glob('model_*.pth')): return []
-    if folds := fold_dirs(run_dir): return folds
-    members = run_dir / 'members.json'
-    if not members.is_file(): return []
-    parts = [Path(p) for p in read_json(members).values()]
+    rd = RunDir(run_dir)
+    if rd.models(): return []
+    if folds := rd.folds(): return [f.path for f in folds]
+    parts = list(rd.members().values())
     gone = [p for p in parts if not p.is_dir()]
-    if gone: raise EvaluateError(f'{members}: member run folder {gone[0]} does not exist')
+    if gone: raise EvaluateError(f'{rd.members_file}: member run folder {gone[0]} does not exist')
     return parts
 
 
@@ -53,9 +55,8 @@ def _derivable(tasks) -> tuple[str, ...]:
 
 
 def _external_age(run_dir: Path) -> bool:
-    cfg = run_dir / 'config.json'
-    if not cfg.is_file(): return False
-    return bool(dict(map(tuple, read_json(cfg).get('recipe', {}).get('extras', []))).get('age_model'))
+    cfg = RunDir(run_dir).config_or_empty()
+    return 'recipe' in cfg and bool(Recipe.from_dict(cfg['recipe']).age_model)
 
 
 def run_tasks(run_dir) -> tuple[str, ...]:
@@ -66,7 +67,7 @@ def run_tasks(run_dir) -> tuple[str, ...]:
         return tuple(t for t in TASKS if all(t in s for s in each))
     try: heads = set(run_models(run_dir))
     except FastmaskError:
-        raise EvaluateError(f'{run_dir}: not a run folder with models (no model_*.pth, fold*/ or members.json)') from None
+        raise EvaluateError(f'{run_dir}: not a run folder with models (no model files, folds or members)') from None
     return _derivable(heads | ({'age'} if _external_age(run_dir) else set()))
 
 
@@ -79,13 +80,14 @@ def per_task(probs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
-def run_probs(run_dir, paths, bs: int = 64, num_workers: int | None = None, tta: bool = False) -> dict[str, np.ndarray]:
-    "Per-task probabilities of a run on image paths; folds and ensemble members are averaged as `predict_paths` does."
+def run_probs(run_dir, paths, bs: int = 64, runtime: Runtime | None = None, tta: bool = False) -> dict[str, np.ndarray]:
+    """Per-task probabilities of a run on image paths; folds and ensemble members are averaged as `predict_paths`
+    does; `runtime`: default each run folder's own."""
     paths = list(map(str, paths))
     if parts := run_parts(run_dir):
-        each = [run_probs(p, paths, bs, num_workers, tta) for p in parts]
+        each = [run_probs(p, paths, bs, runtime, tta) for p in parts]
         return {t: soft_vote([e[t] for e in each]) for t in TASKS if all(t in e for e in each)}
-    return per_task(task_probs(run_dir, paths, bs, num_workers, tta))
+    return per_task(task_probs(run_dir, paths, bs, runtime, tta))
 
 
 def _layout_truth(src) -> pd.DataFrame:
@@ -145,7 +147,7 @@ def _figures(df: pd.DataFrame, tasks, title: str) -> dict:
     return figs
 
 
-def evaluate(run_dir, data, out=None, bs: int = 64, num_workers: int | None = None, tta: bool = False) -> dict:
+def evaluate(run_dir, data, out=None, bs: int = 64, runtime: Runtime | None = None, tta: bool = False) -> dict:
     "Score a run on a labels CSV or a layout's eval truth; write predictions, scores and plots into `out`."
     run_dir = Path(run_dir)
     if not run_dir.is_dir(): raise EvaluateError(f'{run_dir}: run folder does not exist')
@@ -155,14 +157,15 @@ def evaluate(run_dir, data, out=None, bs: int = 64, num_workers: int | None = No
     tasks = [t for t in TASKS if t in have and t in known]
     if not tasks: raise EvaluateError(f"{run_dir}: no task in common with {data} (the run predicts {', '.join(have)}; "
                                       f"the labels give {', '.join(known) or 'none'})")
-    probs = run_probs(run_dir, truth['path'], bs=bs, num_workers=num_workers, tta=tta)
+    probs = run_probs(run_dir, truth['path'], bs=bs, runtime=runtime, tta=tta)
     df = truth.assign(**{f'pred_{t}': probs[t].argmax(1) for t in tasks})
     df = df.assign(**{f'prob_{t}_{i}': probs[t][:, i] for t in tasks for i in range(probs[t].shape[1])})
     sc = _scores(df, tasks)
     res = dict(run=str(run_dir.resolve()), data=str(data), n_images=len(df), tta=tta, tasks=tasks,
+               precision=resolve_precision(runtime or run_runtime(run_dir), default_device()),
                **{('f1' if t == 'all' else f'f1_{t}'): s['macro_f1'] for t, s in sc.items()}, scores=sc)
     figs = _figures(df, tasks, f'{run_dir.parent.name}/{run_dir.name} on {name}')  # everything computed before writing
-    out = Path(out) if out is not None else run_dir / f'eval_{name}'
+    out = Path(out) if out is not None else RunDir(run_dir).evaluation(name)
     write_csv(out / 'predictions.csv', df)
     for f, fig in figs.items(): save_figure(fig, out / f)
     for t in TASKS:

@@ -20,7 +20,7 @@ from fastmask.errors import FastmaskError, MissingExtraError
 from fastmask.inference.predict import load_task_model, run_models
 from fastmask.io import atomic_path, read_json, write_json
 from fastmask.labels import N_CLASSES
-from fastmask.runners.kfold import fold_dirs
+from fastmask.rundir import RunDir
 
 __all__ = ['ExportError', 'RunModule', 'load_run_module', 'export_onnx', 'onnx_session', 'onnx_predict_paths',
            'torch_predict_paths', 'onnx_file', 'ATOL']
@@ -52,9 +52,10 @@ class RunModule(nn.Module):
 
 
 def _member_dirs(run_dir: Path) -> list[Path]:
-    if any(run_dir.glob('model_*.pth')): return [run_dir]
-    folds = fold_dirs(run_dir)
-    if not folds: raise ExportError(f'{run_dir}: no model_*.pth files and no fold folders (not a finished run folder?)')
+    rd = RunDir(run_dir)
+    if rd.models(): return [run_dir]
+    folds = [f.path for f in rd.folds()]
+    if not folds: raise ExportError(f'{run_dir}: no model files and no fold folders (not a finished run folder?)')
     return folds
 
 
@@ -78,7 +79,7 @@ def load_run_module(run_dir) -> tuple[RunModule, dict]:
 
 def onnx_file(run_dir) -> Path:
     "Where a run folder's ONNX model lives."
-    return Path(run_dir) / 'model.onnx'
+    return RunDir(run_dir).onnx
 
 
 def onnx_session(path):
@@ -119,9 +120,9 @@ def torch_predict_paths(module: RunModule, meta: dict, paths, bs: int = 64, num_
 
 def _check_paths(run_dir: Path, n: int) -> list[str]:
     "Validation images of the run (first `n`), the images the export is checked on."
-    for d in [run_dir, *sorted(run_dir.glob('fold*'))]:
-        if (d / 'valid_preds.csv').is_file(): return pd.read_csv(d / 'valid_preds.csv')['path'].astype(str).tolist()[:n]
-    raise ExportError(f'{run_dir}: no valid_preds.csv to check the export on')
+    for d in [RunDir(run_dir), *RunDir(run_dir).folds()]:
+        if d.valid_preds.is_file(): return pd.read_csv(d.valid_preds)['path'].astype(str).tolist()[:n]
+    raise ExportError(f'{run_dir}: no validation predictions to check the export on')
 
 
 def export_onnx(run_dir, out=None, opset: int = 17, check: int = 256, atol: float = ATOL,

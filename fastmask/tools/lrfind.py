@@ -12,9 +12,9 @@ from matplotlib.figure import Figure
 from fastmask.errors import FastmaskError
 from fastmask.plots import save_figure
 from fastmask.progress import learner_bars
-from fastmask.recipes import get_recipe, override
-from fastmask.recipes import quick as make_quick
+from fastmask.recipes import resolve
 from fastmask.runners.train import build_learner
+from fastmask.runtime import Runtime
 
 __all__ = ['SUGGESTIONS', 'MIN_IT', 'find_lr', 'plot_lr_find', 'lr_find']
 
@@ -61,10 +61,11 @@ def plot_lr_find(learn: Learner, suggestions: dict[str, float] | None = None, sk
 
 
 def lr_find(name: str, data='demo', task: str | None = None, quick: bool = False, out=None, num_it: int = 100,
-            num_workers: int | None = 0, **overrides) -> tuple[dict[str, float], Path]:
-    "lr_find on recipe `name`'s learner for one task; save the plot (default `runs/lr_find/{name}_{task}.png`)."
-    r = override(make_quick(get_recipe(name)) if quick else get_recipe(name), **overrides)
-    learn = build_learner(r, data, task, num_workers=num_workers)
+            runtime: Runtime | None = None, weights=None, **overrides) -> tuple[dict[str, float], Path]:
+    """lr_find on recipe `name`'s learner for one task, resolved as `fastmask recipe` resolves it (`--quick`, then
+    the overrides); save the plot (default `runs/lr_find/{name}_{task}.png`)."""
+    r = resolve(name, quick=quick, **overrides)
+    learn = build_learner(r, data, task, weights=weights, runtime=runtime or Runtime(num_workers=0))
     sugg = find_lr(learn, num_it=num_it)
     out = Path(out) if out else Path('runs') / 'lr_find' / f'{name}_{learn.task}.png'
     save_figure(plot_lr_find(learn, sugg, title=f'lr_find: {name}, task {learn.task}'), out)

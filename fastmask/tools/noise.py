@@ -22,7 +22,9 @@ from fastmask.labels import DEFAULT_AGE_CUT, age_group, decode, task_names
 from fastmask.plots import save_figure
 from fastmask.recipes import Recipe, resolve
 from fastmask.runners.kfold import DEFAULT_FOLDS, as_kfold, fold_dirs
+from fastmask.rundir import RunDir
 from fastmask.runners.run import new_run_dir, run_recipe
+from fastmask.runspec import RunSpec
 
 __all__ = ['NOISE_TASKS', 'PERSON_TASKS', 'ISSUE_COLUMNS', 'fold_probs', 'given_labels', 'oof_probs',
            'task_table', 'find_issues', 'relabel_template', 'plot_suspects', 'noise_report', 'find_noise']
@@ -43,9 +45,9 @@ def _cleanlab():
 
 def fold_probs(fold_dir) -> dict[str, np.ndarray]:
     "Per-task validation probabilities of a run folder: `valid_probs_{task}.npy`, else its 18-class ones marginalised."
-    d = Path(fold_dir)
-    out = {t: np.load(d / f'valid_probs_{t}.npy') for t in NOISE_TASKS if (d / f'valid_probs_{t}.npy').is_file()}
-    p18 = next((d / f for f in ('valid_probs_all.npy', 'valid_probs.npy') if (d / f).is_file()), None)
+    d = RunDir(fold_dir)
+    out = {t: np.load(d.task_probs(t)) for t in NOISE_TASKS if d.task_probs(t).is_file()}
+    p18 = next((f for f in (d.task_probs('all'), d.valid_probs) if f.is_file()), None)
     if p18 is not None:
         for t, p in split_tasks(np.load(p18)).items(): out.setdefault(t, p)
     return out
@@ -71,15 +73,16 @@ def oof_probs(run_dir) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     folds = fold_dirs(run_dir)
     if not folds: raise FastmaskError(f"{run_dir}: not a k-fold run folder (no fold*/ with models); train one with "
                                       f"'fastmask recipe NAME --folds K' or run 'fastmask data noise --data DIR --recipe NAME'")
-    try: recipe = Recipe.from_dict(read_json(run_dir / 'config.json')['recipe'])
-    except (OSError, ValueError, KeyError, TypeError) as e: raise FastmaskError(f'{run_dir}: unreadable config.json ({e})') from None
+    rd = RunDir(run_dir)
+    try: recipe = Recipe.from_dict(rd.read_config()['recipe'])
+    except (OSError, ValueError, KeyError, TypeError) as e: raise FastmaskError(f'{rd.config}: unreadable run config ({e})') from None
     frames, per = [], []
-    for d in folds:
-        if not (d / 'valid_preds.csv').is_file(): raise FastmaskError(f'{d}: unfinished fold (no valid_preds.csv)')
-        vp, ps = pd.read_csv(d / 'valid_preds.csv', dtype={'person': str, 'path': str}), fold_probs(d)
+    for d in map(RunDir, folds):
+        if not d.valid_preds.is_file(): raise FastmaskError(f'{d.path}: unfinished fold (no {d.VALID_PREDS})')
+        vp, ps = pd.read_csv(d.valid_preds, dtype={'person': str, 'path': str}), fold_probs(d.path)
         for t, p in ps.items():
-            if len(p) != len(vp): raise FastmaskError(f'{d}: {t} probabilities have {len(p)} rows, valid_preds.csv {len(vp)}')
-        cut = recipe.for_task('age' if (d / 'valid_probs_age.npy').is_file() else 'all').age_cut
+            if len(p) != len(vp): raise FastmaskError(f'{d.path}: {t} probabilities have {len(p)} rows, {d.VALID_PREDS} {len(vp)}')
+        cut = recipe.for_task('age' if d.task_probs('age').is_file() else 'all').age_cut
         frames.append(given_labels(vp, cut))
         per.append(ps)
     frame = pd.concat(frames, ignore_index=True)
@@ -179,13 +182,8 @@ def noise_report(run_dir, out=None, top: int = 16) -> Path:
     return Path(out)
 
 
-def find_noise(recipe, data='demo', folds: int | None = None, out=None, runs='runs', quick: bool = False,
-               num_workers: int | None = None, top: int = 16, weights=None, skip_bad: bool = False,
-               fix_labels: bool = False, relabel=None, **changes) -> Path:
-    "Train `recipe` k-fold by person on `data` (a normal k-fold run under `runs`), then `noise_report` it into `out`."
+def find_noise(spec: RunSpec, folds: int | None = None, out=None, top: int = 16) -> Path:
+    "Train the spec's recipe k-fold by person (a normal k-fold run under the spec's `out`), then `noise_report` it into `out`."
     _cleanlab()                                                                # a missing extra fails before training
-    changes = {k: v for k, v in changes.items() if v is not None}
-    r = as_kfold(resolve(recipe, quick=quick, **changes), folds or DEFAULT_FOLDS)
-    run_dir = run_recipe(r, data, runs, weights=weights, num_workers=num_workers, skip_bad=skip_bad,
-                         fix_labels=fix_labels, relabel=relabel, overrides={**changes, **({'quick': True} if quick else {})})
+    run_dir = run_recipe(spec.with_recipe(as_kfold(spec.recipe, folds or DEFAULT_FOLDS)))
     return noise_report(run_dir, out, top)

@@ -1,7 +1,8 @@
 """`fastmask study`: several recipes (or a named study) with shared overrides, resumable, in one table and chart.
 
-A study reuses every member that already has a finished run of exactly the resolved recipe on the same data under
-`--out` (`runners.run.find_run`), trains the others with `run_recipe`, records a member that fails with its
+A study reuses every member that already has a finished run of the same specification under `--out`
+(`runners.run.find_run`: the resolved recipe's settings, the data and its fingerprint, `--skip-bad`, `--fix-labels`,
+`--relabel` and `--weights` files by content), trains the others with `run_recipe`, records a member that fails with its
 one-line error and goes on, and writes `--out/study/<name>/` (`study.csv`, `study.md`, `study.png`) in one swap.
 A member is a recipe name, optionally with its own settings: `cpu_split_lite0[bn=train,epochs=2]` (any recipe
 field, as `--set`), so one study compares variants of one recipe.
@@ -9,8 +10,10 @@ field, as `--set`), so one study compares variants of one recipe.
 from __future__ import annotations
 
 import hashlib
+import os
 import shlex
 import time
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -22,11 +25,13 @@ from fastmask.errors import FastmaskError
 from fastmask.inference.scoring import scores
 from fastmask.io import atomic_dir, read_json
 from fastmask.recipes.spec import resolve_spec, spec_name
-from fastmask.runners.run import find_run, run_recipe
-from fastmask.sources.open import open_data
+from fastmask.rundir import RunDir
+from fastmask.runners.run import find_run, start_run
+from fastmask.runspec import RunSpec
+from fastmask.runtime import Runtime
 
 __all__ = ['STUDIES', 'COLUMNS', 'register_study', 'list_studies', 'study_members', 'run_study', 'study_command', 'failed_members',
-           'StudyError', 'OVERRIDES', 'SEED_FIELDS', 'seed_means']
+           'StudyError', 'OVERRIDES', 'SEED_FIELDS', 'seed_means', 'spec_arguments', 'portable', 'data_origin']
 
 #: named studies: plain data, `name: dict(description=..., members=(recipe names, ...))`; members are checked on use
 STUDIES: dict[str, dict] = {
@@ -94,18 +99,55 @@ def study_members(names) -> tuple[str, tuple[str, ...], str]:
     return name, members, 'recipes ' + ', '.join(members)
 
 
-def study_command(names, data, out, overrides: dict, quick: bool = False, weights=None, num_workers=None) -> str:
-    "The `fastmask study` command line that regenerates a study."
+def study_command(names, data, out, overrides: dict, quick: bool = False, base: RunSpec | None = None) -> str:
+    "The `fastmask study` command line that regenerates a study (data and out as portable paths)."
     names = [names] if isinstance(names, str) else list(names)
-    args = ['fastmask', 'study', *names, '--data', str(data), '--out', str(out)] + (['--quick'] if quick else [])
+    args = ['fastmask', 'study', *names, '--data', portable(data), '--out', portable(out)] + (['--quick'] if quick else [])
     for k, v in overrides.items():
         if v is None: continue
         if k == 'pretrained': args.append('--pretrained' if v else '--no-pretrained')
         elif k == 'tasks': args += [a for t in v for a in ('--tasks', t)]
         elif k in OVERRIDES: args += [f'--{k}', str(v)]
         else: args += ['--set', f"{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}"]
-    if weights: args += ['--weights', str(weights)]
-    if num_workers is not None: args += ['--workers', str(num_workers)]
+    if base is not None: args += spec_arguments(base)
+    return shlex.join(args)
+
+
+def spec_arguments(spec: RunSpec) -> list[str]:
+    "The command-line options that give a run spec's data preparation, weights and non-default runtime."
+    d, rt, default = spec.data, spec.runtime, Runtime()
+    args = (['--skip-bad'] if d.skip_bad else []) + (['--fix-labels'] if d.fix_labels else [])
+    if d.relabel: args += ['--relabel', portable(d.relabel)]
+    if spec.weights: args += ['--weights', portable(spec.weights)]
+    if rt.precision != default.precision: args += ['--precision', rt.precision]
+    if rt.channels_last is not None: args.append('--channels-last' if rt.channels_last else '--no-channels-last')
+    if rt.compile: args.append('--compile')
+    if not rt.cache: args.append('--no-cache')
+    if rt.deterministic: args.append('--deterministic')
+    if rt.num_workers is not None: args += ['--workers', str(rt.num_workers)]
+    return args
+
+
+def portable(path) -> str:
+    """A path as a committed table should name it: relative to the working folder where it lies beside it (the
+    repository, or `../shared`), else as given; 'demo' stays 'demo'."""
+    if str(path) == 'demo': return 'demo'
+    p, here = Path(path).expanduser().resolve(), Path.cwd().resolve()
+    return os.path.relpath(p, here) if p.is_relative_to(here.parent) else str(path)
+
+
+def data_origin(root) -> str | None:
+    "The command that built a practice data folder (its `proxy.json`), or None."
+    info = Path(root) / 'proxy.json'
+    if not info.is_file(): return None
+    try: d = read_json(info)
+    except (OSError, ValueError): return None
+    args = ['fastmask', 'data', 'proxy', '--faces', portable(d['source']), '--format', str(d.get('format', 'utkface')),
+            '--out', portable(root), '--persons', str(d['persons']), '--eval-persons', str(d['eval_persons']),
+            '--seed', str(d.get('seed', 0))]
+    ages = d.get('ages') or (18, 119)
+    if ages[0] != 18: args += ['--min-age', str(ages[0])]
+    if ages[1] < 119: args += ['--max-age', str(ages[1])]
     return shlex.join(args)
 
 
@@ -121,18 +163,19 @@ def _started_run(out: Path, name: str, t0: float) -> str:
     return str(max(dirs, key=lambda d: d.stat().st_mtime)) if dirs else ''
 
 
-def _member(spec: str, recipe, data, src, out: Path, run_opts: dict, log) -> dict:
+def _member(name: str, spec: RunSpec, src, prep, log) -> dict:
     "Reuse or train one member; its row of the study table (a failure is recorded, not raised)."
-    row, t0 = dict(recipe=spec, description=recipe.description, report=recipe.report), time.time()
+    recipe, out = spec.recipe, Path(spec.out)
+    row, t0 = dict(recipe=name, description=recipe.description, report=recipe.report), time.time()
     try:
-        d, status = find_run(out, recipe, src), 'reused'
+        d, status = find_run(out, spec), 'reused'
         if d is not None: log(f'{recipe.name}: reusing finished run {d}')
         else:
             log(f'{recipe.name}: training')
-            d, status = run_recipe(recipe, data, out, **run_opts), 'trained'
-        s = read_json(Path(d) / 'summary.json')
-        vp = Path(d) / 'valid_preds.csv'
-        if vp.is_file(): s.update(scores(pd.read_csv(vp)))   # today's scorer, also for runs scored by an older one
+            d, status = start_run(spec, src, prep), 'trained'
+        rd = RunDir(d)
+        s = rd.read_summary()
+        if rd.valid_preds.is_file(): s.update(scores(pd.read_csv(rd.valid_preds)))   # today's scorer, also for older runs
         row.update({k: s.get(k) for k in _SCORES + _EVAL}, status=status, wall_time_s=s.get('wall_time_s'),
                    run_dir=str(d), error='')
     except (KeyboardInterrupt, SystemExit): raise
@@ -186,13 +229,14 @@ def _seed_lines(df: pd.DataFrame) -> list[str]:
     return lines
 
 
-def _markdown(df: pd.DataFrame, name: str, description: str, data, overrides: dict, command: str, out: Path) -> str:
-    "The study table in Markdown, headed by the data, the overrides and the regenerating command."
+def _markdown(df: pd.DataFrame, name: str, description: str, data, overrides: dict, command: str, out: Path,
+              origin: str | None = None) -> str:
+    "The study table in Markdown, headed by the data (and the command that built it), the overrides and the regenerating command."
     ov = ', '.join(f'{k}={v}' for k, v in overrides.items()) or 'none'
     cols = ['recipe', 'description', 'report', 'status'] + [c for c in _SCORES + _EVAL if c in df.columns] + ['wall_time_s', 'run_dir']
     head = dict(_HEAD, description='reproduces', report="report's figure", wall_time_s='wall s', run_dir='run folder')
-    lines = [f'# Study `{name}`', '', description, '', f'- data: `{data}`', f'- overrides: {ov}',
-             f'- regenerate: `{command}`', f"- written: {datetime.now().strftime('%Y-%m-%d %H:%M:%S')}", '',
+    lines = [f'# Study `{name}`', '', description, '', f'- data: `{data}`'] + \
+            ([f'- data built by: `{origin}`'] if origin else []) + [f'- overrides: {ov}', f'- regenerate: `{command}`', f"- written: {datetime.now().strftime('%Y-%m-%d %H:%M:%S')}", '',
              '| ' + ' | '.join(head.get(c, c) for c in cols) + ' |', '|' + ' --- |' * len(cols)]
     for r in df.to_dict('records'):
         r = dict(r, status=f"failed: {r['error']}" if r['status'] == 'failed' else r['status'])
@@ -220,25 +264,28 @@ def _chart(df: pd.DataFrame, title: str):
     return fig
 
 
-def run_study(names_or_study, data='demo', out='runs', overrides: dict | None = None, quick: bool = False,
-              weights=None, num_workers: int | None = None, log=print) -> Path:
-    "Run (or reuse) every member with the shared overrides; write `out/study/<name>/` and return that folder."
+def run_study(names_or_study, data='demo', out='runs', overrides: dict | None = None, quick: bool = False, log=print,
+              **run_options) -> Path:
+    """Run (or reuse) every member with the shared overrides; write `out/study/<name>/` and return that folder.
+
+    `run_options` are `RunSpec.build`'s (weights, skip_bad, fix_labels, relabel, runtime, track): every member is a
+    run of that specification, and a finished run is reused only when its specification matches (`find_run`)."""
     name, members, description = study_members(names_or_study)
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     if 'tasks' in overrides: overrides['tasks'] = tuple(overrides['tasks'])
     recipes = [resolve_spec(m, quick=quick, **overrides) for m in members]   # unknown names fail before training
-    src, out = open_data(data), Path(out)
-    run_opts = dict(weights=weights, num_workers=num_workers, overrides=dict(overrides, **({'quick': True} if quick else {})))
+    shown = dict(overrides, **({'quick': True} if quick else {}))
+    base = RunSpec.build(recipes[0], data, out=out, overrides=shown, **run_options)
+    src, prep, prepared = base.data.prepare()     # checked once: every member trains on (and matches) this data
+    base, out = replace(base, data=prepared), Path(base.out)
     rows = []
     for i, r in enumerate(recipes):
-        rows.append(_member(spec_name(members[i]), r, data, src, out, run_opts,
+        rows.append(_member(spec_name(members[i]), base.with_recipe(r), src, prep,
                             lambda m: log(f'study {name} [{i + 1}/{len(recipes)}] {m}')))
     df = pd.DataFrame(rows, columns=COLUMNS)
     if src.truth is None: df = df.drop(columns=[c for c in _EVAL if c in df.columns])
-    command = study_command(names_or_study, data, out, overrides, quick, weights, num_workers)
-    shown = dict(overrides, **({'quick': True} if quick else {}))
-    shown_data = str(data) if str(data) == str(src.root) else f'{data} ({src.root})'
-    md = _markdown(df, name, description, shown_data, shown, command, out)
+    command = study_command(names_or_study, data, out, overrides, quick, base)
+    md = _markdown(df, name, description, portable(data), shown, command, out, data_origin(src.root))
     fig = _chart(df, f'study {name}: macro F1 per task (validation; eval F1 on the eval truth)')
     dest = out / 'study' / name
     with atomic_dir(dest, 'study folder', replace=True) as tmp:

@@ -14,6 +14,7 @@ import random
 import time
 import warnings
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -25,8 +26,9 @@ from fastmask.errors import FastmaskError
 from fastmask.io import read_json
 from fastmask.callbacks.trackers import flatten
 from fastmask.recipes import Recipe, resolve
-from fastmask.runners.run import run_recipe
-from fastmask.sources.open import as_source
+from fastmask.rundir import RunDir
+from fastmask.runners.run import start_run
+from fastmask.runspec import RunSpec
 from fastmask.tools.tunespace import apply_params, default_space, load_space, need_optuna, parse_space, space_json, suggest
 
 __all__ = ['TuneError', 'TuneInterrupted', 'METRICS', 'PRUNERS', 'PruningCallback', 'resolve_metric', 'study_storage',
@@ -89,7 +91,7 @@ def _trained(recipe: Recipe, data_tasks) -> list[str]:
 def resolve_metric(recipe: Recipe, data_tasks, metric: str | None = None) -> tuple[str, str | None]:
     "The summary key to maximise (default `valid_f1`, else the only task F1) and the task whose fits report (None: all)."
     trained = _trained(recipe, data_tasks)
-    scored = set(trained) | ({'age'} if recipe.option('age_model') else set())  # external_age: an estimator's age head
+    scored = set(trained) | ({'age'} if recipe.age_model else set())  # external_age: an estimator's age head
     full = 'all' in scored or {'mask', 'gender', 'age'} <= scored
     have = list(METRICS) if full else [f'valid_f1_{t}' for t in ('mask', 'gender') if t in scored]
     what = f"recipe {recipe.name} trains {', '.join(trained) or 'nothing'} on this data"
@@ -172,9 +174,11 @@ def _pruner(pruner):
 
 def trial_run(out, recipe_name: str, study_name: str, number: int) -> Path | None:
     "The run folder tagged with a study's trial number under `out/recipe_name`, if any."
-    for cfg in sorted((Path(out).resolve() / recipe_name).glob('*/config.json'), key=lambda p: -p.stat().st_mtime):
-        t = (read_json(cfg).get('tags') or {}).get('tune') or {}
-        if t.get('study') == study_name and t.get('trial') == number: return cfg.parent
+    base = Path(out).resolve() / recipe_name
+    dirs = [RunDir(d) for d in base.iterdir() if RunDir(d).config.is_file()] if base.is_dir() else []
+    for rd in sorted(dirs, key=lambda rd: -rd.config.stat().st_mtime):
+        t = (rd.config_or_empty().get('tags') or {}).get('tune') or {}
+        if t.get('study') == study_name and t.get('trial') == number: return rd.path
     return None
 
 
@@ -185,30 +189,38 @@ def _continue_message(cmd: str):
     except KeyboardInterrupt: raise TuneInterrupted(f"interrupted; the study keeps its finished trials: continue with '{cmd}'") from None
 
 
-def tune(recipe: str | Recipe, data='demo', out='runs', *, trials: int = 20, timeout: float | None = None, space=None,
-         metric: str | None = None, pruner='median', storage: str | None = None, study_name: str | None = None,
-         resume: bool = False, sampler=None, quick: bool = False, overrides: dict | None = None, weights=None,
-         num_workers: int | None = None, skip_bad: bool = False, fix_labels: bool = False, log=print):
+def tune(recipe: str | Recipe | RunSpec, data='demo', out='runs', *, trials: int = 20, timeout: float | None = None,
+         space=None, metric: str | None = None, pruner='median', storage: str | None = None,
+         study_name: str | None = None, resume: bool = False, sampler=None, quick: bool = False,
+         overrides: dict | None = None, log=print, **run_options):
     """Run `trials` trials (this process's share of the study) of an Optuna study over `recipe`; return the study.
 
-    `space`: a JSON/YAML file, a `{key: spec}` dict, or None for `tunespace.default_space` (fields in `overrides`
-    stay fixed). `metric`: a summary key to maximise (see `resolve_metric`). `pruner`: median, halving, none or an
-    Optuna pruner. Other arguments as `train.run_recipe`; `overrides` are recipe changes such as `dict(epochs=2)`."""
+    `recipe`: a base `RunSpec` (what the command line fixed: recipe, data and its preparation, weights, runtime),
+    or a recipe name with `data`, `out`, `quick`, `overrides` (recipe changes such as `dict(epochs=2)`) and the
+    `RunSpec.build` options in `run_options`. `space`: a JSON/YAML file, a `{key: spec}` dict, or None for
+    `tunespace.default_space` (fields the overrides name stay fixed). `metric`: a summary key to maximise (see
+    `resolve_metric`). `pruner`: median, halving, none or an Optuna pruner."""
     need_optuna()  # a missing extra fails first, in one line
     if trials < 1: raise TuneError(f'--trials {trials}: must be at least 1')
     if resume and not study_name: raise TuneError('--resume: needs --study-name (the study to continue)')
-    changes = {k: v for k, v in (overrides or {}).items() if v is not None}
-    base = resolve(recipe, quick=quick, **changes)
-    if base.members or base.option('age_cuts'):
+    if not isinstance(recipe, RunSpec):
+        changes = {k: v for k, v in (overrides or {}).items() if v is not None}
+        recipe = RunSpec.build(resolve(recipe, quick=quick, **changes), data, out=out,
+                               overrides=dict(changes, **({'quick': True} if quick else {})), **run_options)
+    spec = recipe
+    base, out = spec.recipe, spec.out
+    changes = {k: v for k, v in spec.overrides.items() if k != 'quick'}
+    if base.members or base.age_cuts:
         raise TuneError(f"recipe {base.name}: a '{base.kind}' recipe combines or sweeps other runs; tune its base recipe instead")
-    metric, task = resolve_metric(base, as_source(data).tasks, metric)
+    src, prep, prepared = spec.data.prepare()     # checked once; every trial trains on the same prepared data
+    spec = replace(spec, data=prepared)
+    metric, task = resolve_metric(base, src.tasks, metric)
     if space is None: space = default_space(base, fixed=changes)
     elif isinstance(space, dict): space = parse_space(space, base)
     else: space = load_space(space, base)
     study_name = study_name or f"{base.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     url = study_storage(storage, out, study_name)
     settings = dict(recipe=base.to_dict(), metric=metric, space=space_json(space))
-    recorded = dict(changes, **({'quick': True} if quick else {}))  # config.json `overrides`, as `fastmask recipe` records them
     study = open_study(url, study_name, resume=resume, pruner=_pruner(pruner), sampler=sampler, settings=settings)
     log(f"study {study_name} in {safe_url(url)}: maximise {metric} over {', '.join(space)} "
         f"({len(study.trials)} trial(s) so far)")
@@ -219,13 +231,12 @@ def tune(recipe: str | Recipe, data='demo', out='runs', *, trials: int = 20, tim
         tags = dict(tune=dict(study=study_name, trial=trial.number, storage=safe_url(url), params=params))
         run_dir = None
         try:
-            run_dir = run_recipe(r, data, out, weights=weights, num_workers=num_workers, overrides=recorded,
-                                 skip_bad=skip_bad, fix_labels=fix_labels, tags=tags, cbs=(PruningCallback(trial, task),))
+            run_dir = start_run(spec.with_recipe(r, tags=tags), src, prep, cbs=(PruningCallback(trial, task),))
         finally:
             run_dir = run_dir or trial_run(out, r.name, study_name, trial.number)
             if run_dir is not None: trial.set_user_attr('run_dir', str(run_dir))
-        value = read_json(Path(run_dir) / 'summary.json').get(metric)
-        if value is None: raise TuneError(f'{run_dir}: summary.json has no {metric}')
+        value = RunDir(run_dir).read_summary().get(metric)
+        if value is None: raise TuneError(f'{run_dir}: the run summary has no {metric}')
         return float(value)
 
     def report(study, t):

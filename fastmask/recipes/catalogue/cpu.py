@@ -5,7 +5,7 @@ from fastmask.models.lite0 import ARCH
 from fastmask.recipes.registry import SPLIT_TASKS, Recipe, register
 
 #: shared by the CPU recipes: backbone statistics (0.5/0.5 for Lite0); `auto`: fp32 + channels-last on an AVX-512 CPU
-CPU = dict(arch=ARCH, pretrained=True, norm='pretrained', precision='auto', bs=32, valid_pct=0.15)
+CPU = dict(arch=ARCH, pretrained=True, norm='pretrained', bs=32, valid_pct=0.15)
 
 register(Recipe(
     name='probe_lite0',
@@ -45,10 +45,10 @@ register(Recipe(
 register(Recipe(
     name='cpu_kfold_lite0',
     description='cpu_split_lite0 trained on 3 person folds (stratified by gender x age); folds soft-voted, '
-                'out-of-fold F1', kind='kfold', tasks=SPLIT_TASKS, extras=(('folds', 3), ('fold_kind', 'train')), **FINE))
+                'out-of-fold F1', kind='kfold', tasks=SPLIT_TASKS, folds=3, fold_kind='train', **FINE))
 
 register(Recipe(
     name='cpu_facecrop_lite0',
     description='cpu_split_lite0 trained and evaluated on face crops (MTCNN, OpenCV cascade for misses, else the '
                 'original; needs fastmask[facecrop])', kind='facecrop', tasks=SPLIT_TASKS, report='LB -0.06',
-    extras=(('preprocess', 'facecrop'), ('detectors', ('mtcnn', 'cascade')), ('margin', 0.2)), **dict(FINE, crop=0.0)))
+    preprocess='facecrop', detectors=('mtcnn', 'cascade'), margin=0.2, **dict(FINE, crop=0.0)))

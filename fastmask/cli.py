@@ -174,14 +174,15 @@ def study_cmd(names: Optional[List[str]] = typer.Argument(None, help="a study na
 
 @app.command('export')
 @user_errors
+@takes('speed')
 def export_cmd(run_dir: Path = typer.Argument(..., help='a finished run folder (single, split-task or k-fold)'),
                format: str = typer.Option('onnx', '--format', help='export format (onnx)'),
                out: Optional[Path] = typer.Option(None, help='output file (default RUN_DIR/model.onnx)'),
-               opset: int = typer.Option(17, min=7), workers: Optional[int] = typer.Option(None, min=0)):
+               opset: int = typer.Option(17, min=7), *, o):
     "Export a run's models as one 18-class ONNX model, checked against PyTorch on the validation images."
     from fastmask.tools.export import export_onnx
     if format != 'onnx': fail(f"unknown export format '{format}' (onnx)")
-    path = export_onnx(run_dir, out, opset=opset, num_workers=workers)
+    path = export_onnx(run_dir, out, opset=opset, num_workers=o.workers)
     from fastmask.io import read_json
     meta = read_json(path.with_name(path.name + '.json'))
     typer.echo(f"wrote {path} (input {meta['size']}x{meta['size']}, max |onnx - torch| = "
@@ -199,14 +200,16 @@ def score_cmd(submission: Path = typer.Argument(..., help='submission CSV (Image
 
 @app.command('ensemble')
 @user_errors
+@takes('data', 'speed')
 def ensemble_cmd(run_dirs: List[Path] = typer.Argument(..., help='finished run folders (same validation split)'),
-                 data: str = typer.Option('demo', help=DATA_HELP),
                  out: Optional[Path] = typer.Option(None, help='submission file (default: none written)'),
-                 bs: int = typer.Option(64, min=1), workers: Optional[int] = typer.Option(None, min=0)):
+                 bs: int = typer.Option(64, min=1), *, o):
     "Soft-vote finished runs: print each member's valid F1 and the ensemble's, write its submission."
+    from fastmask.inference.predict import run_runtime
     from fastmask.runners.ensemble import ensemble_report
     from fastmask.sources.open import open_data
-    res = ensemble_report(run_dirs, open_data(data), submission=out, bs=bs, num_workers=workers)
+    rt = o.runtime(run_runtime(run_dirs[0])) if run_dirs[0].is_dir() else None   # the first member's, as told
+    res = ensemble_report(run_dirs, open_data(o.data), submission=out, bs=bs, runtime=rt)
     show({**{f'member {d}': f1 for d, f1 in res['member_f1'].items()},
           **{k: v for k, v in res.items() if 'f1' in k and k != 'member_f1'}, 'submission': res.get('submission', '-')})
 
@@ -282,12 +285,17 @@ def data_noise_cmd(run_dir: Optional[Path] = typer.Argument(None, help='a finish
 @app.command('resume')
 @user_errors
 @takes('speed')
-def resume_cmd(run_dir: Path = typer.Argument(..., help='an interrupted run folder'), *, o):
-    "Continue an interrupted run from its last finished epoch, with the specification it recorded (speed options override its runtime)."
+def resume_cmd(run_dir: Path = typer.Argument(..., help='an interrupted run folder'),
+               gpus: Optional[int] = typer.Option(None, min=1, help='continue with DDP on N GPUs of this machine (runs torchrun)'), *, o):
+    """Continue an interrupted run from its last finished epoch, with the specification it recorded (speed options
+    override its runtime); a run started on several GPUs may continue on any number of processes."""
+    from fastmask.callbacks.distributed import gpus_relaunch, rank
+    if gpus_relaunch(gpus, sys.argv[1:]) is not None: return
     from fastmask.inference.predict import run_runtime
     from fastmask.runners.run import resume_run
     rt = o.runtime(run_runtime(run_dir)) if run_dir.is_dir() else None
-    show_scores(resume_run(run_dir, runtime=rt))
+    run_dir = resume_run(run_dir, runtime=rt)
+    if not rank(): show_scores(run_dir)
 
 
 @data_app.command('check')

@@ -94,8 +94,8 @@ class Args:
     def spec(self, recipe, changes: dict | None = None, **more):
         "The run specification of a resolved recipe with every option given."
         from fastmask.runspec import RunSpec
-        return RunSpec.build(recipe, self.data, out=self.out, overrides=self.recorded(changes or {}),
-                             **{**self.build_options(), **more})
+        more = {'out': self.out, **self.build_options(), **more}   # `more` wins, e.g. `data noise --runs DIR` as out
+        return RunSpec.build(recipe, self.data, overrides=self.recorded(changes or {}), **more)
 
 
 def takes(*groups: str):

@@ -12,12 +12,14 @@ import torch
 from fastai.callback.core import Callback
 
 from fastmask.callbacks.checkpoint import CheckpointCallback, RunInterrupted, checkpoint_path, interruptible
+from fastmask.runtime import Runtime
 
 from fastmask.runners.run import resume_run
 from fastmask.recipes.registry import Recipe
 from fastmask.runners.train import build_learner, fit_task
 from fastmask.runners.run import run_recipe
 
+RT = Runtime(num_workers=0)   # loaders in this process
 TINY = Recipe(name='tiny_test', description='test', arch='mobilenetv2_100', pretrained=False, size=32, bs=16,
               epochs=2, lr=3e-3, patience=5)
 
@@ -45,7 +47,7 @@ def _metrics(run_dir: Path, task='all') -> pd.DataFrame:
 
 def _fit(data, run_dir, *cbs):
     run_dir.mkdir(parents=True, exist_ok=True)
-    learn = build_learner(TINY, data, 'all', cbs=[Counter(), *cbs], num_workers=0)
+    learn = build_learner(TINY, data, 'all', cbs=[Counter(), *cbs], runtime=RT)
     return fit_task(learn, run_dir)
 
 
@@ -68,7 +70,7 @@ def test_swa_state_survives_interruption(tiny_demo, tmp_path):
     r = Recipe(**{**TINY.to_dict(), 'epochs': 3, 'patience': None, 'swa_start': 1, 'schedule': 'constant', 'lr': 1e-3})
     def fit(d, *cbs):
         d.mkdir(parents=True, exist_ok=True)
-        return fit_task(build_learner(r, tiny_demo, 'all', cbs=list(cbs), num_workers=0), d)
+        return fit_task(build_learner(r, tiny_demo, 'all', cbs=list(cbs), runtime=RT), d)
     ref = fit(tmp_path / 'ref')
     with pytest.raises(KeyboardInterrupt): fit(tmp_path / 'cut', Crash(at=1))  # one epoch already averaged
     ck = torch.load(checkpoint_path(tmp_path / 'cut', 'all'), weights_only=False)
@@ -202,8 +204,8 @@ def _small(fname, *cbs) -> Learner:
     x = torch.randn(64, 5)
     ds = TensorDataset(x, (x[:, 0] > 0).long())
     model = nn.Sequential(nn.Linear(5, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
-    return Learner(DataLoaders.from_dsets(ds, ds, bs=16, device='cpu'), model, loss_func=nn.CrossEntropyLoss(),
-                   cbs=[CheckpointCallback(fname), *cbs])
+    dls = DataLoaders.from_dsets(ds, ds, bs=16, device='cpu', num_workers=0)   # no fork beside a gloo group's threads
+    return Learner(dls, model, loss_func=nn.CrossEntropyLoss(), cbs=[CheckpointCallback(fname), *cbs])
 
 
 def _small_fit(learn, epochs=2):

@@ -113,7 +113,7 @@ def test_interrupt_names_resume_command(monkeypatch, tmp_path):
     import fastmask.runners.run as run
     from fastmask.callbacks.checkpoint import RunInterrupted
     def stop(*a, **k): raise RunInterrupted(f"interrupted; continue with 'fastmask resume {tmp_path}'")
-    monkeypatch.setattr(run, 'run_recipe', stop)
+    monkeypatch.setattr(run, 'start_run', stop)
     r = CliRunner().invoke(app, ['recipe', 'baseline_mobilenetv2'])
     assert r.exit_code == 130 and f'fastmask resume {tmp_path}' in _one_error(r.stderr)
 

@@ -8,6 +8,7 @@ from fastmask.runners.comparison import plot_curves, read_curves
 from fastmask.io import read_json
 from fastmask.recipes.registry import resolve
 from fastmask.runners.run import run_recipe
+from optional import need
 
 MEMBERS = ['optim_adam', 'optim_adamw', 'optim_adamp', 'optim_madgrad', 'optim_madgrad_1e6']
 
@@ -31,7 +32,7 @@ def test_read_curves_drops_repeated_headers_and_swa_row(tmp_path):
 
 
 def test_optimizer_comparison_quick(tiny_demo, tmp_path):
-    pytest.importorskip('pytorch_optimizer', reason='AdamP and MADGRAD come from pytorch-optimizer (fastmask[optim])')
+    need('pytorch_optimizer', reason='AdamP and MADGRAD come from pytorch-optimizer (fastmask[optim])')
     ov = dict(quick=True, size=32, epochs=1, arch='mobilenetv2_100')
     out = tmp_path / 'runs'
     run = run_recipe(resolve('optimizer_comparison', **ov), tiny_demo, out, num_workers=0, overrides=ov, log=lambda *_: None)

@@ -126,3 +126,61 @@ def test_torchrun_frozen_bn_probe_recipe_end_to_end(tiny_demo, tmp_path):
     sd = torch.load(runs[0] / 'model_gender.pth', map_location='cpu', weights_only=False)['state_dict']
     assert sd and not any(k.startswith('module.') for k in sd)
     assert not list(runs[0].glob('checkpoint_*.pth'))
+
+
+def test_accelerate_launch_mixed_precision_never_wraps_the_model(monkeypatch):
+    "`accelerate launch` with fp16 configured must not autocast the forward without loss scaling: the runtime decides."
+    from fastmask.callbacks.distributed import FastmaskDistributedTrainer
+    monkeypatch.setenv('ACCELERATE_MIXED_PRECISION', 'fp16')
+    t = FastmaskDistributedTrainer()
+    assert t.accelerator.mixed_precision == 'no' and not t.accelerator.native_amp
+
+
+STOPPING = r'''
+import sys
+from fastai.callback.core import Callback
+from fastmask.callbacks.checkpoint import CheckpointCallback
+from fastmask.recipes.registry import resolve
+from fastmask.runners.run import run_recipe
+class Stop(Callback):
+    "Interrupt every rank after epoch 1 was checkpointed (what Ctrl-C or SIGTERM does)."
+    order = CheckpointCallback.order + 1
+    def after_epoch(self):
+        if self.epoch == 1: raise KeyboardInterrupt
+data, out, stop = sys.argv[1:4]
+r = resolve('baseline_mobilenetv2', quick=True, size=32, epochs=3, bs=8, tasks=('mask',))
+run_recipe(r, data, out, num_workers=0, cbs=(Stop(),) if stop == '1' else ())
+'''
+
+
+@pytest.mark.slow
+def test_ddp_run_killed_then_resumed_by_torchrun_or_one_process(tiny_demo, tmp_path):
+    """A two-process run interrupted after epoch 2 of 3 continues under torchrun (`fastmask resume`, two processes)
+    with the same epochs as an uninterrupted two-process run, and in a single process to a finished run."""
+    import shutil
+    (tmp_path / 'stop.py').write_text(STOPPING)
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES='', OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore')
+    def torchrun(*args, ok=True):
+        cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--standalone', *map(str, args)]
+        res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        assert (res.returncode == 0) == ok, res.stdout[-2000:] + res.stderr[-3000:]
+        return res
+    torchrun(tmp_path / 'stop.py', tiny_demo, tmp_path / 'whole', 0)
+    torchrun(tmp_path / 'stop.py', tiny_demo, tmp_path / 'cut', 1, ok=False)
+    whole, = (tmp_path / 'whole').glob('*/*')
+    cut, = (tmp_path / 'cut').glob('*/*')
+    assert (cut / 'checkpoint_mask.pth').is_file() and not (cut / 'summary.json').exists()
+    assert len(pd.read_csv(cut / 'metrics_mask.csv')) == 2
+    single = tmp_path / 'single'
+    shutil.copytree(cut, single)
+    torchrun('-m', 'fastmask', 'resume', cut, '--workers', '0')
+    done = lambda d: pd.read_csv(d / 'metrics_mask.csv').drop(columns='time')
+    assert json.loads((cut / 'summary.json').read_text())['status'] == 'finished'
+    pd.testing.assert_frame_equal(done(cut), done(whole), atol=1e-4)      # as if never interrupted
+    a, b = (json.loads((d / 'summary.json').read_text()) for d in (cut, whole))
+    assert a['valid_f1_mask'] == pytest.approx(b['valid_f1_mask'], abs=1e-4)
+    res = subprocess.run([sys.executable, '-m', 'fastmask', 'resume', str(single), '--workers', '0'], env=env,
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert json.loads((single / 'summary.json').read_text())['status'] == 'finished' and len(done(single)) == 3
+    assert not list(single.glob('checkpoint_*.pth')) and not list(cut.glob('checkpoint_*.pth'))

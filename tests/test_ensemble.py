@@ -1,5 +1,6 @@
 """Soft-voting ensembles: the average, row alignment, the CLI, and reuse of finished member runs."""
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -86,6 +87,13 @@ def test_ensemble_final_reuses_members(tiny_demo, tmp_path):
     assert sorted(s2['reused']) == sorted(s1['member_f1']) and s2['member_runs'] == s1['member_runs']
     vp = np.mean([np.load(f'{d}/valid_probs.npy') for d in s1['member_runs'].values()], 0)
     np.testing.assert_allclose(np.load(second / 'valid_probs.npy'), vp, rtol=1e-5)
-    assert (second / 'submission.csv').is_file() and 0 <= s2['valid_f1'] <= 1
-    # a changed setting is a different member recipe: not reused
-    assert find_run(out, resolve('swa_effnet_b3', **dict(ov, seed=7))) is None
+    from fastmask.sources.open import open_data
+    from runcheck import check_submission, check_valid_f1
+    src = open_data(tiny_demo)
+    check_valid_f1(second, src)     # the summary's F1 is the vote's: pred = argmax of the members' mean (above)
+    check_submission(second, src)
+    # a changed setting is a different member recipe: not reused (the member's own specification is)
+    from fastmask.runspec import RunSpec
+    spec = RunSpec.from_config(read_json(Path(s1['member_runs']['swa_effnet_b3']) / 'config.json'))
+    assert find_run(out, spec) == Path(s1['member_runs']['swa_effnet_b3'])
+    assert find_run(out, spec.with_recipe(resolve('swa_effnet_b3', **dict(ov, seed=7)))) is None

@@ -2,9 +2,10 @@
 import numpy as np
 import pandas as pd
 import pytest
+from optional import need
 
-pytest.importorskip('onnx', reason="ONNX export needs the 'onnx' extra")
-pytest.importorskip('onnxruntime', reason="ONNX inference needs the 'onnx' extra")
+need('onnx', reason="ONNX export needs the 'onnx' extra")
+need('onnxruntime', reason="ONNX inference needs the 'onnx' extra")
 
 from typer.testing import CliRunner  # noqa: E402
 
@@ -12,12 +13,12 @@ from fastmask.cli import app  # noqa: E402
 from fastmask.tools.export import (ATOL, ExportError, export_onnx, load_run_module, onnx_file,  # noqa: E402
                              onnx_predict_paths, torch_predict_paths)
 from fastmask.inference.predict import predict_paths as _predict  # noqa: E402
-from fastmask.settings import speed  # noqa: E402
+from fastmask.runtime import Runtime  # noqa: E402
 
 
 def predict_paths(*a, **kw):
     "PyTorch predictions in fp32, what the exported ONNX model computes (bf16 autocast would differ by ~1e-2)."
-    with speed(precision='fp32', channels_last=False): return _predict(*a, **kw)
+    return _predict(*a, runtime=Runtime(precision='fp32', channels_last=False), **kw)
 
 
 @pytest.fixture(scope='module')
@@ -80,6 +81,6 @@ def test_tta_averages_flipped_predictions(split_run, tiny_demo):
 def test_export_errors_are_one_line(tmp_path, tiny_demo):
     with pytest.raises(ExportError): export_onnx(tmp_path / 'missing')
     res = CliRunner().invoke(app, ['export', str(tmp_path)])
-    assert res.exit_code == 1 and 'no model_*.pth' in res.output
+    assert res.exit_code == 1 and 'no model files' in res.output
     res = CliRunner().invoke(app, ['predict', str(tmp_path), '--onnx', '--data', str(tiny_demo)])
     assert res.exit_code == 1 and 'fastmask export' in res.output

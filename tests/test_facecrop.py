@@ -9,8 +9,9 @@ from PIL import Image
 from fastmask.errors import MissingExtraError
 from fastmask.runners.facecrop import FaceCropper, crop_paths, mtcnn_detector, run_preprocess, square_box
 from fastmask.io import read_json, write_json
+from optional import need
 
-cv2 = pytest.importorskip('cv2', reason="face crops need opencv-python-headless (fastmask[facecrop])")
+cv2 = need('cv2', reason="face crops need opencv-python-headless (fastmask[facecrop])")
 
 
 @pytest.fixture
@@ -47,7 +48,7 @@ def test_cache_reuse_and_mtime_invalidation(blank, tmp_path):
 
 
 def test_real_faces_are_cropped(shared_data, tmp_path):
-    pytest.importorskip('facenet_pytorch', reason='MTCNN comes from facenet-pytorch (pip install --no-deps facenet-pytorch)')
+    need('facenet_pytorch', reason='MTCNN comes from facenet-pytorch (pip install --no-deps facenet-pytorch)')
     faces = sorted((shared_data / 'utkface' / 'images').glob('*.jpg'))[:4]
     if not faces: pytest.skip('no utkface images')
     crops, counts, _ = FaceCropper(cache=tmp_path / 'cache')(faces)
@@ -65,11 +66,18 @@ def test_missing_facenet_says_how_to_install(monkeypatch):
 
 
 def test_run_preprocess_follows_the_run_config(blank, tmp_path):
+    from dataclasses import replace
+    from fastmask.recipes.registry import get_recipe
     run = tmp_path / 'run'
-    write_json(run / 'config.json', {'recipe': {'extras': []}})
+    write_json(run / 'config.json', {'recipe': get_recipe('split_mobilenetv2').to_dict()})
     assert run_preprocess(run, [blank]) == [str(blank)]
-    write_json(run / 'config.json', {'recipe': {'extras': [['preprocess', 'facecrop'], ['detectors', ['cascade']]]}})
-    assert run_preprocess(run, [blank]) == crop_paths([blank], ('cascade',))[0]
+    crops = crop_paths([blank], ('cascade',))[0]
+    write_json(run / 'config.json', {'recipe': replace(get_recipe('facecrop_densenet121'), detectors=('cascade',)).to_dict()})
+    assert run_preprocess(run, [blank]) == crops
+    old = dict(name='facecrop_densenet121', description='older run folder', kind='facecrop',   # options as `extras`
+               extras=[['preprocess', 'facecrop'], ['detectors', ['cascade']]])
+    write_json(run / 'config.json', {'recipe': old})
+    assert run_preprocess(run, [blank]) == crops
 
 
 def test_facecrop_recipe_quick(tiny_demo, tmp_path):
@@ -85,7 +93,10 @@ def test_facecrop_recipe_quick(tiny_demo, tmp_path):
     s, fc = read_json(run / 'summary.json'), read_json(run / 'facecrop.json')
     src = open_data(tiny_demo)
     assert fc['train']['total'] == len(src.train) == fc['train']['cascade'] + fc['train']['original']
-    assert fc['eval']['total'] == len(src.eval) and 0 <= s['valid_f1'] <= 1 and (run / 'submission.csv').is_file()
+    assert fc['eval']['total'] == len(src.eval) and s['facecrop'] == fc
+    from runcheck import check_submission, check_valid_f1
+    check_valid_f1(run, src)        # scored on the original photos' labels (valid_preds.csv maps crops back)
+    check_submission(run, src)
     import pandas as pd
     assert set(pd.read_csv(run / 'valid_preds.csv')['path']) <= set(src.train['path'])  # original paths
     paths = list(src.eval['path'][:6])

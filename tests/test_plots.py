@@ -65,7 +65,7 @@ def test_report_on_run_without_metrics_or_probs(run_dir):
     names = {p.name for p in report(run_dir)}
     assert 'curves_all.png' not in names and 'top_losses.png' not in names and 'confusion.png' in names
     (run_dir / 'valid_preds.csv').unlink()
-    with pytest.raises(FastmaskError, match='nothing|no metrics'): report(run_dir)
+    with pytest.raises(FastmaskError, match='nothing|no metric logs'): report(run_dir)
 
 
 def test_report_command(run_dir, tmp_path):

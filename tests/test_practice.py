@@ -11,6 +11,7 @@ from fastmask.labels import decode, mask_from_stem
 from fastmask.sources.landmarks import plausible, template_landmarks
 from fastmask.sources.competition import read_eval, read_train, read_truth
 from fastmask.sources.practice import make_proxy, render_person, table_faces, utkface_faces
+from optional import need
 
 FACES = [(25, 0, 2), (67, 1, 0), (41, 0, 1), (19, 1, 3), (33, 1, 2), (58, 0, 4)]
 
@@ -130,7 +131,7 @@ def test_cli_builds_and_reports(faces_dir, tmp_path):
 
 
 def test_real_faces_with_mtcnn(shared_data, tmp_path):
-    pytest.importorskip('facenet_pytorch', reason='MTCNN landmarks need facenet-pytorch')
+    need('facenet_pytorch', reason='MTCNN landmarks need facenet-pytorch')
     d = tmp_path / 'utk'
     d.mkdir()
     for f in sorted((shared_data / 'utkface' / 'images').iterdir())[:5]: (d / f.name).symlink_to(f)

@@ -10,6 +10,7 @@ from fastmask.callbacks.checkpoint import CheckpointCallback, RunInterrupted
 from fastmask.recipes import Recipe, resolve
 from fastmask.runners.kfold import as_kfold
 from fastmask.runners.run import resume_run, run_recipe
+from optional import need
 
 TINY = dict(quick=True, size=32, epochs=1, bs=16, arch='mobilenetv2_100')
 
@@ -48,7 +49,7 @@ def _f1s(run_dir) -> dict:
 @pytest.mark.slow
 @pytest.mark.parametrize('kind', list(_cases()))
 def test_interrupted_composite_resumes_to_the_same_result(kind, tiny_demo, tmp_path, monkeypatch):
-    if kind in NEEDS: pytest.importorskip(NEEDS[kind])
+    if kind in NEEDS: need(NEEDS[kind])
     r, ov, crash_at = _cases()[kind]
     assert r.kind == kind
     quiet = dict(num_workers=0, log=lambda *_: None) if kind in ('ensemble', 'comparison', 'facecrop') else dict(num_workers=0)

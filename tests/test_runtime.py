@@ -132,3 +132,14 @@ def test_compile_flag_keeps_state_dict_keys():
     mm = inference_model(m, Runtime(compile=True, compile_backend='eager'), 'cpu')
     assert list(mm.state_dict()) == keys
     with torch.no_grad(), autocast_ctx(Runtime(), 'cpu'): assert mm(torch.rand(2, 3, 8, 8)).shape == (2, 2)
+
+
+def test_building_a_learner_leaves_cudnn_fast_unless_deterministic(tiny_demo):
+    "fastai's `set_seed(reproducible=True)` in every build used to force deterministic, slow kernels on the process."
+    old = torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic
+    try:
+        _learner(tiny_demo)
+        assert not torch.backends.cudnn.deterministic
+        _learner(tiny_demo, deterministic=True)
+        assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+    finally: torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = old

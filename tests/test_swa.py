@@ -26,7 +26,7 @@ def _learner(n: int = 64, bs: int = 16) -> Learner:
     set_seed(0)
     x = torch.randn(n, 5)
     ds = TensorDataset(x, (x[:, 0] + 0.5 * x[:, 1] > 0).long())
-    dls = DataLoaders.from_dsets(ds, ds, bs=bs, device='cpu')
+    dls = DataLoaders.from_dsets(ds, ds, bs=bs, device='cpu', num_workers=0)  # no fork beside a gloo group's threads
     model = nn.Sequential(nn.Linear(5, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
     return Learner(dls, model, loss_func=nn.CrossEntropyLoss(), metrics=[F1Score(average='macro'), accuracy])
 
@@ -150,7 +150,7 @@ def ddp_group():
 
 
 class DDPWrap(Callback):
-    "fastai's `DistributedTrainer` without Accelerate: the model in DistributedDataParallel during the fit, unwrapped before SWA's `after_fit`."
+    "fastai's `DistributedTrainer` without Accelerate: the model in DDP during the fit, unwrapped before SWA's `after_fit`."
     order = 11
     def before_fit(self): self.learn.model = DistributedDataParallel(self.model)
     def after_fit(self): self.learn.model = self.model.module

@@ -1,9 +1,9 @@
 """`--track`: TensorBoard, MLflow and W&B (offline) runs written for real and read back; clear one-line messages
 for trackers not installed."""
-import importlib.util
 import json
 import struct
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,11 +14,7 @@ from fastmask.errors import FastmaskError, MissingExtraError
 from fastmask.recipes.registry import resolve
 from fastmask.callbacks.trackers import check_tracker, flatten, tracker_callbacks, tracking
 from fastmask.runners.run import run_recipe
-
-
-def _need(module: str):
-    "Skip where the tracker's package is not installed at all; a package that is there but fails to import fails the test."
-    if importlib.util.find_spec(module) is None: pytest.skip(f"the {module} extra is not installed")
+from optional import need
 
 
 def _events(path):
@@ -29,7 +25,7 @@ def _events(path):
 
 
 def test_tensorboard_run_logs_config_metrics_and_plots(tiny_demo, tmp_path):
-    _need('tensorboard')
+    need('tensorboard')
     r = resolve('baseline_mobilenetv2', quick=True, size=32, epochs=2, bs=16)
     run_dir = run_recipe(r, tiny_demo, tmp_path / 'runs', num_workers=0, track='tensorboard')
     fit = _events(run_dir / 'tensorboard' / 'all')
@@ -67,7 +63,7 @@ def test_flatten():
 
 
 def test_mlflow_run_in_local_file_store(tiny_demo, tmp_path, monkeypatch):
-    _need('mlflow')
+    need('mlflow')
     from mlflow.tracking import MlflowClient
     monkeypatch.setenv('MLFLOW_ALLOW_FILE_STORE', 'true')
     r = resolve('baseline_mobilenetv2', quick=True, size=32, epochs=2, bs=16)
@@ -85,7 +81,7 @@ def test_mlflow_run_in_local_file_store(tiny_demo, tmp_path, monkeypatch):
 
 
 def test_runs_nested_in_a_tracked_run_are_untracked(tmp_path):
-    _need('tensorboard')
+    need('tensorboard')
     with tracking('tensorboard', tmp_path) as t:
         assert type(tracker_callbacks('mask')[0]).__name__ == 'TensorBoardCallback'
         with tracking(None, tmp_path / 'member'): assert tracker_callbacks('mask') == []
@@ -93,11 +89,20 @@ def test_runs_nested_in_a_tracked_run_are_untracked(tmp_path):
     assert tracker_callbacks('mask') == [] and list((tmp_path / 'tensorboard' / 'run').glob('events.out.tfevents.*'))
 
 
-def _wandb_records(run_dir):
+def _wandb_records(run_dir, wait: float = 60.0):
     """The records of the W&B offline run in `run_dir/wandb` (its `.wandb` file: W&B's LevelDB-style log of
-    protobuf `Record`s in 32 KiB blocks after a 7-byte header), read without the network or a W&B account."""
+    protobuf `Record`s in 32 KiB blocks after a 7-byte header), read without the network or a W&B account.
+    `run.finish()` can return before W&B's service has flushed the file: wait up to `wait` s for its exit record."""
+    t0 = time.time()
+    while True:
+        recs = _read_wandb_file(Path(run_dir))
+        if any(r.WhichOneof('record_type') == 'exit' for r in recs) or time.time() - t0 > wait: return recs
+        time.sleep(0.2)
+
+
+def _read_wandb_file(run_dir: Path) -> list:
     from wandb.proto import wandb_internal_pb2 as pb
-    (f,) = Path(run_dir, 'wandb').glob('offline-run-*/run-*.wandb')
+    (f,) = run_dir.joinpath('wandb').glob('offline-run-*/run-*.wandb')
     data, pos, part, out = f.read_bytes(), 7, b'', []
     assert data[:4] == b':W&B'
     while pos + 7 <= len(data):
@@ -120,7 +125,7 @@ def _items(items) -> dict:
 
 def test_wandb_offline_run_logs_config_metrics_per_task_and_summary(tiny_demo, tmp_path, monkeypatch):
     "A split run: each task's per-epoch values under its own names, read back from the offline run file."
-    _need('wandb')
+    need('wandb')
     for k, sub in (('WANDB_CONFIG_DIR', 'config'), ('WANDB_CACHE_DIR', 'cache'), ('WANDB_DATA_DIR', 'data')):
         monkeypatch.setenv(k, str(tmp_path / 'wandb-home' / sub))
     monkeypatch.setenv('WANDB_MODE', 'offline')

@@ -14,6 +14,9 @@ from fastmask.models.backbones import body_head, create_model, pretrained_stats
 from fastmask.recipes import parse_set, resolve
 from fastmask.runners.run import run_recipe
 from fastmask.runners.train import build_learner, fit_task
+from fastmask.runtime import Runtime
+
+RT = Runtime(num_workers=0)   # loaders in this process
 
 
 def _recipe(**kw):
@@ -28,11 +31,11 @@ def _norm_stats(learn):
 def test_normalisation_comes_from_the_backbone(tiny_demo):
     mean, std = pretrained_stats('tf_efficientnet_lite0')
     assert np.allclose(mean, 0.5) and np.allclose(std, 0.5)    # what the Lite0 weights expect
-    learn = build_learner(_recipe(norm='pretrained'), tiny_demo, 'gender', num_workers=0)
+    learn = build_learner(_recipe(norm='pretrained'), tiny_demo, 'gender', runtime=RT)
     assert np.allclose(_norm_stats(learn), pretrained_stats('mobilenetv2_100'), atol=1e-6)
-    learn = build_learner(_recipe(norm='report'), tiny_demo, 'gender', num_workers=0)
+    learn = build_learner(_recipe(norm='report'), tiny_demo, 'gender', runtime=RT)
     assert np.allclose(_norm_stats(learn), (REPORT_MEAN, REPORT_STD), atol=1e-6)
-    with pytest.raises(RecipeError, match='norm'): build_learner(_recipe(norm='nope'), tiny_demo, 'gender', num_workers=0)
+    with pytest.raises(RecipeError, match='norm'): build_learner(_recipe(norm='nope'), tiny_demo, 'gender', runtime=RT)
 
 
 @pytest.mark.parametrize('freeze_lr', [None, 3e-2])
@@ -41,7 +44,7 @@ def test_phase_rates_follow_fine_tune_or_the_head_rate(tiny_demo, tmp_path, monk
     calls = []
     monkeypatch.setattr(train, '_fit', lambda learn, epochs, lr, r, cbs, **kw: calls.append((epochs, lr, kw)))
     r = _recipe(freeze_epochs=2, epochs=3, lr=1e-3, lr_mult=10.0, freeze_lr=freeze_lr)
-    fit_task(build_learner(r, tiny_demo, 'gender', num_workers=0), tmp_path)
+    fit_task(build_learner(r, tiny_demo, 'gender', runtime=RT), tmp_path)
     (e1, lr1, kw1), (e2, lr2, _) = calls
     assert (e1, e2) == (2, 3)
     if freeze_lr is None:    # fastai's fine_tune: the head at lr (pct_start 0.99), then slice(lr / 2 / mult, lr / 2)
@@ -58,7 +61,7 @@ def test_report_recipes_keep_the_reports_statistics():
 @pytest.mark.parametrize('bn', ['frozen', 'train'])
 def test_frozen_epochs_leave_the_body_alone(tiny_demo, tmp_path, bn):
     r = _recipe(freeze_epochs=1, epochs=0, bn=bn, lr=1e-2)
-    learn = build_learner(r, tiny_demo, 'gender', num_workers=0)
+    learn = build_learner(r, tiny_demo, 'gender', runtime=RT)
     body, head = body_head(learn.model)
     before = {k: v.clone() for k, v in learn.model.state_dict().items()}
     head_before = [p.clone() for p in head]
@@ -74,7 +77,7 @@ def test_frozen_epochs_leave_the_body_alone(tiny_demo, tmp_path, bn):
 
 
 def test_frozen_bn_keeps_running_statistics_while_weights_train(tiny_demo, tmp_path):
-    learn = build_learner(_recipe(bn='frozen', lr=1e-2), tiny_demo, 'gender', num_workers=0)
+    learn = build_learner(_recipe(bn='frozen', lr=1e-2), tiny_demo, 'gender', runtime=RT)
     assert any(isinstance(c, FrozenBN) for c in learn.cbs)
     before = {k: v.clone() for k, v in learn.model.state_dict().items()}
     fit_task(learn, tmp_path)
@@ -140,29 +143,33 @@ def test_probe_caches_features_once(tiny_demo, tmp_path, monkeypatch):
 
 
 def test_precision_flags_reach_learner_and_config(tiny_demo, tmp_path):
-    r = _recipe(precision='bf16', channels_last=True, tasks=('gender',))
-    learn = build_learner(r, tiny_demo, 'gender', num_workers=0)
+    "The runtime's speed settings reach the Learner and the run's config.json (its `runtime`, not the recipe)."
+    r = _recipe(tasks=('gender',))
+    bf16 = Runtime(precision='bf16', channels_last=True, num_workers=0)
+    learn = build_learner(r, tiny_demo, 'gender', runtime=bf16)
     assert learn.speed['precision'] == 'bf16' and learn.speed['channels_last']
     assert any(isinstance(c, Autocast) for c in learn.cbs) and any(isinstance(c, ChannelsLast) for c in learn.cbs)
-    learn = build_learner(_recipe(precision='fp32', channels_last=False), tiny_demo, 'gender', num_workers=0)
+    learn = build_learner(r, tiny_demo, 'gender', runtime=Runtime(precision='fp32', channels_last=False, num_workers=0))
     assert learn.speed['precision'] == 'fp32' and not any(isinstance(c, (Autocast, ChannelsLast)) for c in learn.cbs)
-    d = run_recipe(r, tiny_demo, out=tmp_path, num_workers=0)
+    d = run_recipe(r, tiny_demo, out=tmp_path, runtime=bf16)
     cfg = json.loads((d / 'config.json').read_text())
-    assert cfg['recipe']['precision'] == 'bf16' and cfg['recipe']['channels_last'] is True
+    assert cfg['runtime']['precision'] == 'bf16' and cfg['runtime']['channels_last'] is True
+    assert 'precision' not in cfg['recipe'] and json.loads((d / 'summary.json').read_text())['speed']['gender']['precision'] == 'bf16'
 
 
 def test_set_parses_recipe_fields():
     assert parse_set('bn=frozen') == ('bn', 'frozen') and parse_set('freeze-epochs=2') == ('freeze_epochs', 2)
-    assert parse_set('wd=0.05') == ('wd', 0.05) and parse_set('channels_last=false') == ('channels_last', False)
-    assert parse_set('channels_last=none') == ('channels_last', None) and parse_set('tasks=mask,age') == ('tasks', ('mask', 'age'))
-    for bad in ('nofield=1', 'wd=abc', 'bn'):
+    assert parse_set('wd=0.05') == ('wd', 0.05) and parse_set('cutmix_old=false') == ('cutmix_old', False)
+    assert parse_set('swa_start=none') == ('swa_start', None) and parse_set('tasks=mask,age') == ('tasks', ('mask', 'age'))
+    assert parse_set('fold=none') == ('fold', None) and parse_set('fold=2') == ('fold', 2)
+    for bad in ('nofield=1', 'wd=abc', 'bn', 'precision=fp32'):   # speed is the runtime's (--precision), not the recipe's
         with pytest.raises(RecipeError, match='--set'): parse_set(bad)
 
 
 def test_cpu_recipe_crops_at_random_scales_for_the_mask_model_only(tiny_demo):
     "cpu_split_lite0's random resized crops reach the mask model's training batches, not the gender model's."
     r = resolve('cpu_split_lite0', size=32, bs=16, pretrained=False)
-    names = {t: [type(f).__name__ for f in build_learner(r, tiny_demo, t, num_workers=0).dls.train.after_batch.fs]
+    names = {t: [type(f).__name__ for f in build_learner(r, tiny_demo, t, runtime=RT).dls.train.after_batch.fs]
              for t in ('mask', 'gender')}
     assert 'RandomResizedCropGPU' in names['mask'] and 'RandomResizedCropGPU' not in names['gender']
 
@@ -210,12 +217,13 @@ def _tiny_learner(model, cbs=()):
     torch.manual_seed(0)
     x = torch.randn(64, 5) * 3 + 1
     ds = TensorDataset(x, (x[:, 0] > 1).long())
-    return Learner(DataLoaders.from_dsets(ds, ds, bs=16, device='cpu'), model, loss_func=nn.CrossEntropyLoss(), cbs=list(cbs))
+    dls = DataLoaders.from_dsets(ds, ds, bs=16, device='cpu', num_workers=0)   # no fork beside a gloo group's threads
+    return Learner(dls, model, loss_func=nn.CrossEntropyLoss(), cbs=list(cbs))
 
 
 @pytest.mark.parametrize('wrap', ['ddp', 'sync_bn'])
 def test_frozen_bn_under_ddp_and_sync_batchnorm(wrap, request):
-    "FrozenBN reaches the body through a DistributedDataParallel wrapper, and freezes SyncBatchNorm (what DDP installs on CUDA)."
+    "FrozenBN reaches the body through a DDP wrapper and freezes SyncBatchNorm (what DDP installs on CUDA)."
     model = TinyNet()
     if wrap == 'ddp': request.getfixturevalue('ddp_group')
     else: model = nn.SyncBatchNorm.convert_sync_batchnorm(model)   # CPU DDP refuses SyncBatchNorm: checked unwrapped

@@ -188,7 +188,7 @@ def test_show_prints_trials_and_writes_plots(shared_study):
 
 def test_pruned_trial_stops_early_and_study_goes_on(tmp_path, tiny_demo):
     lines = []
-    study = tune('baseline_mobilenetv2', tiny_demo, tmp_path, trials=2, space=LR, quick=True, num_workers=0,
+    study = tune('baseline_mobilenetv2', tiny_demo, tmp_path, trials=2, space=LR, quick=True,
                  overrides=dict(epochs=3, size=32), pruner=optuna.pruners.ThresholdPruner(lower=2.0),
                  study_name='p', log=lines.append)                                      # F1 < 2: prune at once
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.PRUNED] * 2
@@ -205,7 +205,7 @@ def test_pruned_trial_stops_early_and_study_goes_on(tmp_path, tiny_demo):
 
 
 def test_split_recipe_steps_increase_across_tasks(tmp_path, tiny_demo):
-    kw = dict(trials=1, space=LR, quick=True, num_workers=0, pruner='none', log=print)
+    kw = dict(trials=1, space=LR, quick=True, pruner='none', log=print)
     study = tune('split_mobilenetv2', tiny_demo, tmp_path, study_name='all', overrides=dict(epochs=1, size=32), **kw)
     t, = study.trials
     run = Path(t.user_attrs['run_dir'])
@@ -243,7 +243,7 @@ def test_ctrl_c_names_the_command_that_continues(tmp_path, tiny_demo):
         def prune(self, study, trial): raise KeyboardInterrupt
 
     with pytest.raises(TuneInterrupted) as e:
-        tune('baseline_mobilenetv2', tiny_demo, tmp_path, trials=3, space=LR, quick=True, num_workers=0,
+        tune('baseline_mobilenetv2', tiny_demo, tmp_path, trials=3, space=LR, quick=True,
              overrides=dict(epochs=2, size=32), pruner=CtrlC(), study_name='c', log=print)
     assert f"--storage sqlite:///{tmp_path / 'tune' / 'c.db'} --study-name c --resume" in str(e.value)
     study = optuna.load_study(study_name='c', storage=f"sqlite:///{tmp_path / 'tune' / 'c.db'}")

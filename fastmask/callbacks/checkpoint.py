@@ -31,7 +31,7 @@ from fastcore.foundation import L
 from fastmask.callbacks.distributed import barrier, main_dir
 from fastmask.errors import FastmaskError
 from fastmask.io import save_torch, write_bytes
-from fastmask.rundir import load_model_file, strip_prefix, unwrapped_state
+from fastmask.rundir import RunDir, load_model_file, strip_prefix, unwrapped_state
 
 __all__ = ['CheckpointCallback', 'RunInterrupted', 'interruptible', 'rng_states', 'set_rng_states', 'load_checkpoint',
            'checkpoint_path', 'load_finished', 'CHECKPOINT_VERSION']
@@ -45,7 +45,7 @@ class RunInterrupted(KeyboardInterrupt):
 
 def checkpoint_path(run_dir, task: str) -> Path:
     "The checkpoint file of one task in a run folder."
-    return Path(run_dir) / f'checkpoint_{task}.pth'
+    return RunDir(run_dir).checkpoint(task)
 
 
 def rng_states() -> dict:
@@ -185,10 +185,10 @@ class CheckpointCallback(Callback):
 
 
 def load_finished(learn, run_dir):
-    "A task Learner with the weights and logged epochs of its finished `model_{task}.pth` (resume skips the task)."
-    run_dir = Path(run_dir)
-    get_model(learn.model).load_state_dict(load_model_file(run_dir / f'model_{learn.task}.pth')['state_dict'])
-    log = run_dir / f'metrics_{learn.task}.csv'
+    "A task Learner with the weights and logged epochs of its finished model file (resume skips the task)."
+    rd = RunDir(run_dir)
+    get_model(learn.model).load_state_dict(load_model_file(rd.model(learn.task))['state_dict'])
+    log = rd.metrics(learn.task)
     rows = pd.read_csv(log).drop(columns=['epoch', 'time'], errors='ignore').values.tolist() if log.is_file() else []
     learn.recorder.values = rows
     return learn

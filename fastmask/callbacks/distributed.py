@@ -19,7 +19,7 @@ from fastai.distributed import DistributedDL, DistributedTrainer
 from fastai.torch_core import num_distrib, rank_distrib
 
 __all__ = ['world_size', 'rank', 'is_distributed', 'init_distributed', 'barrier', 'FastmaskDistributedDL',
-           'FastmaskDistributedTrainer', 'distrib_fit', 'rank0_run_dir', 'main_dir', 'launch_command', 'launch', 'gpus_relaunch']
+           'FastmaskDistributedTrainer', 'distrib_fit', 'rank0_run_dir', 'rank0_resume_dir', 'main_dir', 'launch_command', 'launch', 'gpus_relaunch']
 
 _MAIN_DIRS: dict[Path, Path] = {}   # scratch run folder of a rank > 0 -> rank 0's run folder
 _HIDDEN: dict[str, str] = {}         # WORLD_SIZE, hidden from fastai between distributed fits (see `distrib_fit`)
@@ -67,16 +67,20 @@ class FastmaskDistributedDL(DistributedDL):
 
 
 class FastmaskDistributedTrainer(DistributedTrainer):
-    """fastai's `DistributedTrainer` with two fixes for torch >= 2.x and CPU runs.
+    """fastai's `DistributedTrainer` with three fixes for torch >= 2.x, CPU runs and `accelerate launch`.
 
     - `_wrap_dl` read `self.learn.model.device`, which a `DistributedDataParallel` wrapper does not have: the
       device now comes from the Accelerator (`cuda:LOCAL_RANK`, or `cpu`).
     - loaders are `FastmaskDistributedDL`, whose index broadcast works with the gloo backend (CPU tensors).
+    - the Accelerator never mixes precision itself: `accelerate launch` with mixed precision configured would wrap
+      the forward in fp16 autocast without loss scaling (fastai's loop never calls the accelerator's backward);
+      precision is the run's runtime's, applied by `callbacks.speed` (with a GradScaler for fp16).
     Rank 0's sampler draw (balanced mask or weighted) is broadcast and sharded by rank, so each drawn photo is seen
     by exactly one process per epoch; validation predictions are gathered, so metrics cover the whole valid set.
     """
     def __init__(self, sync_bn: bool | None = None, **kwargs):
-        super().__init__(sync_bn=torch.cuda.is_available() if sync_bn is None else sync_bn, **kwargs)
+        super().__init__(sync_bn=torch.cuda.is_available() if sync_bn is None else sync_bn,
+                         **{**kwargs, 'mixed_precision': 'no'})
 
     def _wrap_dl(self, dl):
         return dl if isinstance(dl, DistributedDL) else FastmaskDistributedDL(dl, device=self.accelerator.device)
@@ -127,6 +131,23 @@ def rank0_run_dir(make, *args, **kwargs) -> Path:
     atexit.register(shutil.rmtree, scratch, True)
     _MAIN_DIRS[scratch] = Path(obj[0])
     return scratch
+
+
+def rank0_resume_dir(run_dir) -> Path:
+    """The folder a process continues an interrupted run in: the run folder on rank 0; on other ranks a scratch copy
+    (their writes go there; checkpoints are read from rank 0's folder through `main_dir`), deleted at exit. Joins the
+    process group first, so each rank's loaders are built on its own GPU."""
+    run_dir = Path(run_dir)
+    if not is_distributed(): return run_dir
+    state = init_distributed()
+    if state.is_main_process: work = run_dir
+    else:
+        work = Path(tempfile.mkdtemp(prefix=f'fastmask-rank{rank()}-'))
+        shutil.copytree(run_dir, work, dirs_exist_ok=True)
+        atexit.register(shutil.rmtree, work, True)
+        _MAIN_DIRS[work] = run_dir
+    barrier()   # every copy is made before rank 0 writes anything
+    return work
 
 
 def launch_command(argv: list[str], nproc: int, nnodes: int = 1) -> list[str]:

@@ -23,7 +23,7 @@ BN_MODES = ('train', 'frozen')
 
 
 class FrozenBN(Callback):
-    "Keep the body's BatchNorm layers (SyncBatchNorm too) in eval mode while training: running statistics stay, weights still train."
+    "Keep the body's BatchNorm (and SyncBatchNorm) layers in eval mode while training: running statistics stay, weights train."
     order = TrainEvalCallback.order + 1  # right after fastai puts the model in train mode
 
     def before_train(self):

@@ -90,7 +90,7 @@ def fit_head(feats: np.ndarray, y: np.ndarray, n_out: int, C: float | None = Non
 
 
 def set_head(model: torch.nn.Module, weight: torch.Tensor, bias: torch.Tensor) -> torch.nn.Module:
-    "Write a linear head into a timm model's classifier (in place; through a DistributedDataParallel wrapper); returns the model."
+    "Write a linear head into a timm model's classifier (in place, through a DDP wrapper too); returns the model."
     head = get_model(model).get_classifier()
     with torch.no_grad():
         head.weight.copy_(weight.to(head.weight))

@@ -104,7 +104,7 @@ class Recipe:
         values, and their `extras` become the typed fields that replaced them."""
         names = {f.name for f in fields(cls)}
         legacy = {EXTRAS.get(k, k): as_tuples(v) for k, v in (d.get('extras') or [])}
-        return cls(**{**LEGACY, **{k: v for k, v in legacy.items() if k in names},
+        return cls(**{'name': '', 'description': '', **LEGACY, **{k: v for k, v in legacy.items() if k in names},
                       **{k: as_tuples(v) for k, v in d.items() if k in names}})
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from fastmask.callbacks.checkpoint import interruptible
-from fastmask.callbacks.distributed import rank0_run_dir
+from fastmask.callbacks.distributed import rank0_resume_dir, rank0_run_dir
 from fastmask.callbacks.trackers import check_tracker, tracking
 from fastmask.errors import FastmaskError
 from fastmask.recipes.registry import Recipe, get_recipe
@@ -139,5 +139,7 @@ def resume_run(run_dir, num_workers: int | None = None, runtime: Runtime | None 
     if spec.data.fingerprint and data.fingerprint != spec.data.fingerprint:
         raise FastmaskError(f"{run_dir}: the data in {spec.data.path} changed since the run started (fingerprint differs); "
                             f"start a new run instead")
+    work = rank0_resume_dir(run_dir)   # under torchrun: rank 0 continues the folder, the others a scratch copy
     with interruptible(run_dir):
-        return finish_run(spec, src, run_dir, log=log)
+        finish_run(spec, src, work, log=log)
+    return run_dir

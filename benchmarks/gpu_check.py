@@ -260,6 +260,7 @@ def check_resume(c: Ctx) -> str:
                     sent = time.time() - t0
                     break
                 time.sleep(0.02)
+            if sent is None and p.poll() is None: p.kill()       # no checkpoint within the timeout
             stdout, stderr = p.communicate(timeout=c.timeout)
         finally:
             if p.poll() is None: p.kill(); p.communicate()

@@ -336,15 +336,17 @@ def report_cmd(run_dir: Path = typer.Argument(..., help='a run folder'),
 
 @app.command('lr-find')
 @user_errors
-@takes('data', 'recipe', 'weights', 'speed')
+@takes('data', 'recipe', 'prep', 'weights', 'speed')
 def lr_find_cmd(name: str = typer.Argument(..., help='recipe name (see `fastmask recipes`)'),
                 task: Optional[str] = typer.Option(None, help="task model (default the recipe's first)"),
                 num_it: int = typer.Option(100, min=25, help='mini-batches of the range test'),
                 out: Optional[Path] = typer.Option(None, help='plot file (default runs/lr_find/NAME_TASK.png)'), *, o):
     "fastai's learning-rate finder on a recipe's learner (resolved as `fastmask recipe` does): save the plot, print the suggested rates."
+    from fastmask.runspec import DataSpec
     from fastmask.runtime import Runtime
     from fastmask.tools.lrfind import lr_find
-    sugg, path = lr_find(name, o.data, task, quick=o.quick, out=out, num_it=num_it, weights=o.weights,
+    src, _, _ = DataSpec.of(o.data, o.skip_bad, o.fix_labels, o.relabel).prepare()   # checked and prepared as for training
+    sugg, path = lr_find(name, src, task, quick=o.quick, out=out, num_it=num_it, weights=o.weights,
                          runtime=o.runtime(Runtime(num_workers=0)), **{k: v for k, v in o.changes().items() if v is not None})
     show({k: f'{v:.2e}' for k, v in sugg.items()}, f'suggested learning rates (plot: {path})')
 

@@ -16,7 +16,8 @@ from fastai.torch_core import default_device, set_seed
 
 from fastmask.callbacks.checkpoint import CheckpointCallback, load_finished
 from fastmask.callbacks.cutmix import apply_cutmix
-from fastmask.callbacks.distributed import distrib_fit
+from fastmask.callbacks.distributed import distrib_fit, rank
+from fastmask.callbacks.eta import ExpectedTime
 from fastmask.callbacks.speed import accelerate
 from fastmask.callbacks.swa import SWACallback
 from fastmask.callbacks.trackers import tracker_callbacks
@@ -118,7 +119,8 @@ def task_callbacks(r: Recipe, task: str, run_dir: Path, append: bool = False) ->
 
 
 def _fit(learn: Learner, epochs: int, lr, r: Recipe, cbs: list, **kw) -> None:
-    "One fit of the recipe's schedule."
+    "One fit of the recipe's schedule (with a line of its expected time once its first batches have run)."
+    cbs = list(cbs) + ([ExpectedTime(prefix=f'{learn.task}: ')] if not rank() else [])
     with learner_bars(learn), distrib_fit(learn):
         if r.schedule == 'one_cycle': learn.fit_one_cycle(epochs, lr, cbs=cbs, **kw)
         elif r.schedule == 'constant': learn.fit(epochs, lr, cbs=cbs)

@@ -1,5 +1,6 @@
 """Shared fixtures: tiny demo data sets made once per test session, and an isolated cache."""
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -36,3 +37,14 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir(): pytest.skip(f'{SHARED_DATA} not present')
     return SHARED_DATA
 
+
+@pytest.fixture
+def ddp_group():
+    "A one-process gloo process group, as torchrun's ranks join, destroyed after the test."
+    import torch
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    torch.distributed.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}', rank=0, world_size=1)
+    yield
+    torch.distributed.destroy_process_group()

@@ -18,6 +18,7 @@ from fastmask.runners.run import resume_run
 from fastmask.recipes.registry import Recipe
 from fastmask.runners.train import build_learner, fit_task
 from fastmask.runners.run import run_recipe
+from ddp import DDPWrap  # noqa: E402  (tests/ddp.py; the `ddp_group` fixture is in conftest.py)
 
 RT = Runtime(num_workers=0)   # loaders in this process
 TINY = Recipe(name='tiny_test', description='test', arch='mobilenetv2_100', pretrained=False, size=32, bs=16,
@@ -167,35 +168,15 @@ def _kill_resume_compare(ref, cut, tmp_path):
 # --- CUDA and multi-process paths, checked on the CPU: a stand-in device, a fake CUDA, a one-process gloo group ---
 
 import random
-import socket
 
 import numpy as np
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import TensorDataset
 from fastai.data.core import DataLoaders
 from fastai.learner import Learner
 from fastai.torch_core import set_seed
 
 from fastmask.callbacks.checkpoint import rng_states, set_rng_states
-
-
-@pytest.fixture
-def ddp_group():
-    "A one-process gloo process group, as torchrun's ranks join, destroyed after the test."
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        port = s.getsockname()[1]
-    torch.distributed.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}', rank=0, world_size=1)
-    yield
-    torch.distributed.destroy_process_group()
-
-
-class DDPWrap(Callback):
-    "fastai's `DistributedTrainer` without Accelerate: the model in DistributedDataParallel during the fit only."
-    order = 11
-    def before_fit(self): self.learn.model = DistributedDataParallel(self.model)
-    def after_fit(self): self.learn.model = self.model.module
 
 
 def _small(fname, *cbs) -> Learner:

@@ -13,6 +13,7 @@ from fastai.metrics import F1Score, accuracy
 from fastai.torch_core import set_seed
 
 from fastmask.callbacks.swa import SWACallback
+from ddp import DDPWrap  # noqa: E402  (tests/ddp.py; the `ddp_group` fixture is in conftest.py)
 
 
 class Snapshots(Callback):
@@ -131,29 +132,10 @@ def test_batchnorm_kept_in_eval_mode_keeps_its_statistics():
 
 # --- under DistributedDataParallel (a one-process gloo group) and with SyncBatchNorm, on the CPU ---
 
-import socket
 
 from torch.nn.parallel import DistributedDataParallel
 
 from fastmask.callbacks.checkpoint import CheckpointCallback
-
-
-@pytest.fixture
-def ddp_group():
-    "A one-process gloo process group, as torchrun's ranks join, destroyed after the test."
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        port = s.getsockname()[1]
-    torch.distributed.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}', rank=0, world_size=1)
-    yield
-    torch.distributed.destroy_process_group()
-
-
-class DDPWrap(Callback):
-    "fastai's `DistributedTrainer` without Accelerate: the model in DDP during the fit, unwrapped before SWA's `after_fit`."
-    order = 11
-    def before_fit(self): self.learn.model = DistributedDataParallel(self.model)
-    def after_fit(self): self.learn.model = self.model.module
 
 
 @pytest.mark.parametrize('wrap', ['ddp', 'sync_bn'])

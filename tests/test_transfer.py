@@ -15,6 +15,7 @@ from fastmask.recipes import parse_set, resolve
 from fastmask.runners.run import run_recipe
 from fastmask.runners.train import build_learner, fit_task
 from fastmask.runtime import Runtime
+from ddp import DDPWrap  # noqa: E402  (tests/ddp.py; the `ddp_group` fixture is in conftest.py)
 
 RT = Runtime(num_workers=0)   # loaders in this process
 
@@ -176,32 +177,12 @@ def test_cpu_recipe_crops_at_random_scales_for_the_mask_model_only(tiny_demo):
 
 # --- under DistributedDataParallel (a one-process gloo group) and with SyncBatchNorm, on the CPU ---
 
-import socket
 
-from fastai.callback.core import Callback
 from fastai.data.core import DataLoaders
 from fastai.learner import Learner
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import TensorDataset
-
-
-@pytest.fixture
-def ddp_group():
-    "A one-process gloo process group, as torchrun's ranks join, destroyed after the test."
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        port = s.getsockname()[1]
-    torch.distributed.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}', rank=0, world_size=1)
-    yield
-    torch.distributed.destroy_process_group()
-
-
-class DDPWrap(Callback):
-    "fastai's `DistributedTrainer` without Accelerate: the model in DistributedDataParallel during the fit only."
-    order = 11
-    def before_fit(self): self.learn.model = DistributedDataParallel(self.model)
-    def after_fit(self): self.learn.model = self.model.module
 
 
 class TinyNet(nn.Module):

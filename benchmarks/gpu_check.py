@@ -527,6 +527,7 @@ def parse(argv=None):
     ap.add_argument('--only', default=None, help='comma-separated checks to run (what they need is added)')
     ap.add_argument('--size', type=int, default=None, help='image size of the runs (default 32 with --cpu, else 64)')
     ap.add_argument('--timeout', type=float, default=None, help='seconds a command may take (default 300 with --cpu, else 600)')
+    ap.add_argument('--workdir', default=None, help='make the temporary folder here (default: the system temporary folder)')
     ap.add_argument('--keep', action='store_true', help='keep the temporary folder (runs, logs) even when every check passed')
     ap.add_argument('--json', default=None, help='also write the results to this JSON file')
     a = ap.parse_args(argv)
@@ -554,7 +555,8 @@ def main(argv=None) -> int:
     a = parse(argv)
     checks = select(a.only)
     load0 = _load()
-    tmp = Path(tempfile.mkdtemp(prefix='fastmask-gpu-check-'))
+    if a.workdir: Path(a.workdir).mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix='fastmask-gpu-check-', dir=a.workdir)).resolve()
     t0 = time.perf_counter()
     c = Ctx(a, tmp)
     print(f"fastmask GPU acceptance ({'CPU mode' if a.cpu else 'CUDA'}): {len(checks)} checks, {a.jobs} at a time, "

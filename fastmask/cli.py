@@ -226,23 +226,29 @@ def data_demo_cmd(out: Path = typer.Argument(..., help='folder to create'),
 
 @data_app.command('proxy')
 @user_errors
-def data_proxy_cmd(faces: Path = typer.Option(..., help='folder (utkface) or labels CSV/JSON (fairface, csv) of real faces'),
-                   format: str = typer.Option('utkface', '--format', help='utkface, fairface or csv'),
+def data_proxy_cmd(faces: List[Path] = typer.Option(..., help='folder of UTKFace-named faces, or a labels CSV/JSON (path, gender, age: AAF, FairFace, any); repeat to mix sources'),
+                   format: Optional[List[str]] = typer.Option(None, '--format', help='auto (default: a labels file is a table, a folder UTKFace names), utkface, aaf, fairface or csv; once for all sources or once per --faces'),
                    out: Path = typer.Option(..., help='folder to create'),
                    persons: int = typer.Option(1000, min=2), eval_persons: int = typer.Option(200, min=0),
                    seed: int = typer.Option(0, min=0),
                    detector: str = typer.Option('auto', help='auto (MTCNN if installed), mtcnn or template'),
                    min_age: Optional[int] = typer.Option(18, min=1, help="use faces this old or older (default 18: adults, as in the competition)"),
-                   max_age: Optional[int] = typer.Option(None, min=1, help="use faces this old or younger (competition: 60)")):
-    "Build practice data in the competition layout from real labelled faces with synthetic masks."
+                   max_age: Optional[int] = typer.Option(None, min=1, help="use faces this old or younger (competition: 60)"),
+                   balance: bool = typer.Option(False, '--balance', help='draw as evenly from each source as their sizes allow (default: in proportion to them)')):
+    "Build practice data in the competition layout from real labelled faces with synthetic masks (one source or a mix)."
     from fastmask.sources.practice import make_proxy
+    fmts = format or ['auto']
+    if len(fmts) not in (1, len(faces)): fail(f'--format: give one for every source or one per --faces ({len(faces)}), not {len(fmts)}')
+    sources = list(zip(faces, fmts * len(faces) if len(fmts) == 1 else fmts))
     ages = (min_age or 1, max_age or 119)
     with typer.progressbar(length=persons + eval_persons, label='persons', file=sys.stderr,
                            hidden=not sys.stderr.isatty()) as bar:
         last = [0]
         def tick(done, total): bar.update(done - last[0]); last[0] = done
-        summary = make_proxy(faces, out, format, persons, eval_persons, seed, detector, progress=tick, ages=ages)
-    show(summary, f'wrote {out}')
+        summary = make_proxy(sources, out, persons=persons, eval_persons=eval_persons, seed=seed, detector=detector,
+                             progress=tick, ages=ages, balance=balance)
+    show({k: v for k, v in summary.items() if k != 'mix'}, f'wrote {out}')
+    for m in summary['mix']: typer.echo(f"  {m['source']} ({m['format']}): {m['persons']} persons, {m['eval_persons']} eval persons")
 
 
 @data_app.command('stats')

@@ -42,8 +42,8 @@ def test_checks_are_named_once_and_only_fp16_is_cuda_only():
 def test_gpu_check_cpu_mode_passes(tmp_path):
     gc = _gpu_check()
     env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore')
-    res = subprocess.run(['bash', str(SCRIPT), '--cpu', '--json', str(tmp_path / 'results.json')], capture_output=True,
-                         text=True, env=env, cwd=tmp_path, timeout=1200)
+    args = ['--cpu', '--json', tmp_path / 'results.json', '--workdir', tmp_path]   # runs and logs kept there on a FAIL
+    res = subprocess.run(['bash', SCRIPT, *args], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=1200)
     assert gc.TABLE_HEADER in res.stdout, (res.stdout + res.stderr)[-3000:]
     rows = {}
     for line in res.stdout.split(gc.TABLE_HEADER, 1)[1].splitlines():

@@ -1,5 +1,6 @@
 """Practice-data builder: name parsing, layout, labels carried over, masks where they belong, determinism."""
 import hashlib
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -169,3 +170,29 @@ def test_default_is_adults_like_the_competition(tmp_path):
     with pytest.raises(LayoutError, match='usable faces'):
         make_proxy(d, tmp_path / 'q', persons=3, eval_persons=0, detector='template')
     assert make_proxy(d, tmp_path / 'r', persons=3, eval_persons=0, detector='template', ages=None)['outside_ages'] == 0
+
+
+def test_several_sources_make_one_practice_set(faces_dir, tmp_path):
+    "Two sources (UTKFace names and a labels CSV, AAF's format) pooled; proxy.json records the mix per source and side."
+    from fastmask.io import read_json
+    from fastmask.sources.faces import draw_mix, source_format
+    table = tmp_path / 'aaf'
+    table.mkdir()
+    rows = []
+    for i, f in enumerate(sorted(faces_dir.glob('*.jpg'))[:6]):
+        shutil.copy(f, table / f'a{i}.jpg')
+        rows.append(f"a{i}.jpg,{'female' if i % 2 else 'male'},{30 + i}")
+    (table / 'labels.csv').write_text('path,gender,age\n' + '\n'.join(rows) + '\n')
+    assert source_format(table / 'labels.csv') == 'csv' and source_format(faces_dir) == 'utkface'
+    assert source_format(table) == 'csv' and source_format(faces_dir, 'aaf') == 'csv'
+    s = make_proxy([faces_dir, (table / 'labels.csv', 'aaf')], tmp_path / 'mix', persons=6, eval_persons=2, seed=1,
+                   detector='template', balance=True)
+    mix = {m['format']: m for m in s['mix']}
+    assert set(mix) == {'utkface', 'csv'} and sum(m['persons'] for m in s['mix']) == 6
+    assert sum(m['eval_persons'] for m in s['mix']) == 2 and mix['csv']['persons'] + mix['csv']['eval_persons'] == 4
+    assert read_json(tmp_path / 'mix' / 'proxy.json')['mix'] == s['mix'] and isinstance(s['source'], list)
+    src = pd.read_csv(tmp_path / 'mix' / 'proxy_sources.csv')
+    assert src['source'].str.contains('/aaf/').sum() == 4                      # balanced: 4 of 8 from each source
+    pool = [(0, i) for i in range(10)] + [(1, i) for i in range(2)]
+    assert sum(k == 1 for k, _ in draw_mix(pool, 2, 6, 0, balance=True)) == 2   # capped by the small source's size
+    assert len(draw_mix(pool, 2, 6, 0, balance=False)) == 6

@@ -2,30 +2,25 @@
 from __future__ import annotations
 
 import io
-import re
 import time
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
 from fastmask import labels
-from fastmask.sources.labelled import parse_age
+from fastmask.sources.faces import (FORMATS, UTK_RACES, Face, draw_mix, pooled_faces, read_faces,  # noqa: F401
+                                    source_format, table_faces, utkface_faces)
 from fastmask.sources.demo import HEIGHT, PHOTO_STEMS, WIDTH, eval_image_id, write_layout_tables, write_rows
 from fastmask.errors import LayoutError
 from fastmask.io import atomic_dir, nonempty, write_json
 from fastmask.sources.landmarks import LandmarkDetector
 
-__all__ = ['FORMATS', 'Face', 'read_faces', 'utkface_faces', 'table_faces', 'person_masks', 'mask_polygon',
+__all__ = ['FORMATS', 'Face', 'read_faces', 'source_format', 'pooled_faces', 'draw_mix', 'utkface_faces', 'table_faces', 'person_masks', 'mask_polygon',
            'draw_mask', 'render_person', 'make_proxy', 'UTK_RACES']
 
-FORMATS = ('utkface', 'fairface', 'csv')
-UTK_RACES = ('White', 'Black', 'Asian', 'Indian', 'Others')
-_UTK_RE = re.compile(r'^(?P<age>\d{1,3})_(?P<gender>[01])_(?P<race>[0-4])_(?P<stamp>\d+)')
 _COLOURS = [(235, 238, 242), (150, 195, 230), (30, 30, 34), (110, 112, 118), (30, 45, 90), (240, 170, 190),
             (215, 195, 165), (200, 40, 50), (60, 140, 80), (250, 210, 60), (120, 60, 160), (245, 130, 40),
             (0, 150, 160), (90, 60, 40)]
@@ -33,71 +28,6 @@ _COLOURS = [(235, 238, 242), (150, 195, 230), (30, 30, 34), (110, 112, 118), (30
 ADULTS = (18, 119)
 _PATTERNS = ('plain', 'plain', 'stripes', 'dots', 'check', 'two-tone', 'pleats', 'speckle')
 _SHAPES = ('surgical', 'cup', 'fitted', 'wide')
-
-
-@dataclass(frozen=True)
-class Face:
-    "One labelled source photo."
-    path: Path
-    gender: int
-    age: int
-    race: str = 'Unknown'
-
-
-def utkface_faces(folder) -> tuple[list[Face], Counter]:
-    "Faces from UTKFace names `{age}_{gender}_{race}_{datetime}.jpg.chip.jpg`; malformed names counted, never guessed."
-    folder, skipped, faces = Path(folder), Counter(), []
-    if not folder.is_dir(): raise LayoutError(f'{folder}: faces folder does not exist')
-    for f in sorted(folder.rglob('*')):
-        if not f.is_file() or labels.is_hidden(f.name) or f.suffix.lower() not in labels.IMAGE_EXTS: continue
-        m = _UTK_RE.match(f.name)
-        if not m: skipped['malformed name'] += 1; continue
-        age = int(m['age'])
-        if not 0 < age < 120: skipped['age out of range'] += 1; continue
-        faces.append(Face(f, int(m['gender']), age, UTK_RACES[int(m['race'])]))
-    return faces, skipped
-
-
-def _table(path: Path) -> pd.DataFrame:
-    try:
-        if path.suffix.lower() == '.json': df = pd.read_json(path, dtype=False).astype(str)
-        else: df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except Exception as e: raise LayoutError(f'{path}: cannot read ({type(e).__name__}: {e})') from None
-    df.columns = [str(c).strip().lower() for c in df.columns]
-    return df
-
-
-def table_faces(path) -> tuple[list[Face], Counter]:
-    "Faces from a CSV/JSON with path (or file), gender and age (years, or bins like `50-59` that fit one age group)."
-    path, skipped, faces = Path(path), Counter(), []
-    if path.is_dir():
-        cands = sorted(path.glob('*.csv')) + sorted(path.glob('*.json'))
-        if len(cands) != 1: raise LayoutError(f'{path}: give the labels CSV/JSON file (found {len(cands)} candidates)')
-        path = cands[0]
-    if not path.is_file(): raise LayoutError(f'{path}: labels file does not exist')
-    df = _table(path)
-    col = next((c for c in ('path', 'file', 'image', 'filename') if c in df.columns), None)
-    missing = [n for n, c in (('path (or file)', col), ('gender', 'gender' in df.columns or None),
-                              ('age', 'age' in df.columns or None)) if c is None]
-    if missing: raise LayoutError(f"{path}: missing column(s) {', '.join(missing)} (has {', '.join(df.columns)})")
-    base = path.resolve().parent
-    for _, r in df.iterrows():
-        f = Path(str(r[col]).strip())
-        f = f if f.is_absolute() else base / f
-        try: gender = labels.parse_gender(r['gender'])
-        except labels.LabelError: skipped['bad gender'] += 1; continue
-        try: years, group = parse_age(r['age'])
-        except labels.LabelError: skipped['bad age'] += 1; continue
-        if not f.is_file(): skipped['missing image'] += 1; continue
-        age = int(years) if group is None else (20, 45, 65)[group]  # a bin's group, kept at both age cuts (57, 60)
-        faces.append(Face(f, gender, age, str(r.get('race', 'Unknown')).replace('_', ' ').strip() or 'Unknown'))
-    return faces, skipped
-
-
-def read_faces(faces, fmt: str = 'utkface') -> tuple[list[Face], Counter]:
-    "Labelled faces of a folder/file in one of `FORMATS`, and the count of skipped inputs per reason."
-    if fmt not in FORMATS: raise LayoutError(f"unknown faces format '{fmt}' (one of {', '.join(FORMATS)})")
-    return utkface_faces(faces) if fmt == 'utkface' else table_faces(faces)
 
 
 # ---------------------------------------------------------------- geometry and drawing
@@ -282,11 +212,15 @@ def _build(root: Path, chosen: list[Face], persons: int, seed: int, detector: La
     return fallbacks
 
 
-def make_proxy(faces, out, fmt: str = 'utkface', persons: int = 1000, eval_persons: int = 200, seed: int = 0,
+def make_proxy(faces, out, fmt: str = 'auto', persons: int = 1000, eval_persons: int = 200, seed: int = 0,
                detector: str = 'auto', progress: Callable[[int, int], None] | None = None,
-               ages: tuple[int, int] | None = ADULTS) -> dict:
+               ages: tuple[int, int] | None = ADULTS, balance: bool = False) -> dict:
     """Build a practice data set in the competition layout from real labelled faces; return its summary (proxy.json).
 
+    `faces`: one source (a UTKFace-style folder, or a labels CSV/JSON: path, gender, age) or a list of sources,
+    each a path or a (path, format) pair; `fmt` is the format of sources given without one. Several sources make one
+    practice set: faces drawn from all of them (in proportion to their sizes, or as evenly as they allow with
+    `balance`); `proxy.json` records each source and how many people it gave to each side (`mix`).
     `ages`: the faces used (default adults, 18 and over, as the competition's people: UTKFace is 40% children, whom
     no competition photo shows; its >= 60 faces stay, so the rare '>= 60' group has examples to learn from);
     None uses every face."""
@@ -294,20 +228,29 @@ def make_proxy(faces, out, fmt: str = 'utkface', persons: int = 1000, eval_perso
     if persons < 2 or eval_persons < 0 or seed < 0: raise ValueError('need persons >= 2, eval_persons >= 0, seed >= 0')
     if nonempty(out): raise FileExistsError(f"proxy folder '{out}' already exists and is not empty")
     t0 = time.time()
-    found, skipped = read_faces(faces, fmt)
-    n_all = len(found)
-    if ages is not None: found = [f for f in found if ages[0] <= f.age <= ages[1]]
+    items = faces if isinstance(faces, (list, tuple)) else [faces]
+    sources = [tuple(x) if isinstance(x, (list, tuple)) else (x, fmt) for x in items]
+    pool, info = pooled_faces(sources, ages)
     n = persons + eval_persons
-    if len(found) < n:
-        raise LayoutError(f'{faces}: {len(found)} usable faces ({sum(skipped.values())} skipped), {n} needed '
-                          f'({persons} persons + {eval_persons} eval persons)')
-    chosen = [found[int(k)] for k in np.random.default_rng(seed).permutation(len(found))[:n]]
+    if len(pool) < n:
+        names = ', '.join(str(f) for f, _ in sources)
+        raise LayoutError(f'{names}: {len(pool)} usable faces ({sum(sum(i["skipped"].values()) for i in info)} skipped), '
+                          f'{n} needed ({persons} persons + {eval_persons} eval persons)')
+    drawn = draw_mix(pool, len(sources), n, seed, balance)
+    chosen = [f for _, f in drawn]
+    for k, i in enumerate(info):
+        i.update(persons=sum(1 for j, (s, _) in enumerate(drawn) if s == k and j < persons),
+                 eval_persons=sum(1 for j, (s, _) in enumerate(drawn) if s == k and j >= persons))
     det = LandmarkDetector(detector)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_dir(out, 'proxy folder') as tmp:
         fallbacks = _build(tmp, chosen, persons, seed, det, progress)
-        summary = dict(source=str(faces), format=fmt, persons=persons, eval_persons=eval_persons, seed=seed,
-                       usable_faces=len(found), outside_ages=n_all - len(found), ages=ages, skipped=dict(skipped), skipped_total=sum(skipped.values()),
-                       detector=det.name, template_fallbacks=int(fallbacks), wall_time_s=round(time.time() - t0, 1))
+        skipped = sum((Counter(i['skipped']) for i in info), Counter())
+        summary = dict(source=info[0]['source'] if len(info) == 1 else [i['source'] for i in info],
+                       format=info[0]['format'] if len(info) == 1 else [i['format'] for i in info],
+                       persons=persons, eval_persons=eval_persons, seed=seed, balance=balance, mix=info,
+                       usable_faces=len(pool), outside_ages=sum(i['outside_ages'] for i in info), ages=ages,
+                       skipped=dict(skipped), skipped_total=sum(skipped.values()), detector=det.name,
+                       template_fallbacks=int(fallbacks), wall_time_s=round(time.time() - t0, 1))
         write_json(tmp / 'proxy.json', summary)
     return summary

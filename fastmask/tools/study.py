@@ -142,9 +142,11 @@ def data_origin(root) -> str | None:
     if not info.is_file(): return None
     try: d = read_json(info)
     except (OSError, ValueError): return None
-    args = ['fastmask', 'data', 'proxy', '--faces', portable(d['source']), '--format', str(d.get('format', 'utkface')),
-            '--out', portable(root), '--persons', str(d['persons']), '--eval-persons', str(d['eval_persons']),
-            '--seed', str(d.get('seed', 0))]
+    many = isinstance(d['source'], list)
+    srcs, fmts = (d['source'], d['format']) if many else ([d['source']], [d.get('format', 'utkface')])
+    args = ['fastmask', 'data', 'proxy'] + [a for f, fm in zip(srcs, fmts) for a in ('--faces', portable(f), '--format', fm)]
+    args += ['--out', portable(root), '--persons', str(d['persons']), '--eval-persons', str(d['eval_persons']),
+             '--seed', str(d.get('seed', 0))] + (['--balance'] if d.get('balance') else [])
     ages = d.get('ages') or (18, 119)
     if ages[0] != 18: args += ['--min-age', str(ages[0])]
     if ages[1] < 119: args += ['--max-age', str(ages[1])]

@@ -1,12 +1,14 @@
 """GPU acceptance: every device-dependent path of fastmask, run as the command line runs it, in one table.
 
-    benchmarks/gpu_check.sh [--cpu] [--jobs N] [--only NAME,...] [--keep] [--timeout S]
+    benchmarks/gpu_check.sh [--cpu] [--jobs N] [--only NAME,...] [--size N] [--timeout S] [--workdir DIR] [--keep]
+                            [--json FILE]
     python benchmarks/gpu_check.py ...            (the same, with this Python)
 
 On a CUDA machine, no internet needed, in under 5 minutes: a small demo data set is made in a temporary folder and
 each check runs real commands on it (`python -m fastmask ...` in a subprocess, random weights or the offline Lite0
-weights). `--cpu` runs the same on the CPU (CUDA hidden with CUDA_VISIBLE_DEVICES=''), smaller, with the CUDA-only
-checks reported as SKIP. At the end one table: check, PASS / FAIL / SKIP, seconds, a note (the resolved precision,
+weights). `--cpu` runs the same on the CPU (CUDA hidden with CUDA_VISIBLE_DEVICES=''), smaller (32 px instead of
+64, 16 + 4 demo people instead of 48 + 12, SWA's mask model on mobilenetv2_100, `--compile` on timm's tiny
+`test_efficientnet`: inductor needs minutes for mobilenetv2_100 on 2 cores), with the CUDA-only checks as SKIP. At the end one table: check, PASS / FAIL / SKIP, seconds, a note (the resolved precision,
 the F1, or the error's last line); the exit status is 1 when any check failed. Each check's commands and output are
 in `LOGS/<check>.log` (the folder is printed; kept when a check failed or with `--keep`).
 

@@ -15,11 +15,6 @@ SCRIPT = ROOT / 'benchmarks' / 'gpu_check.sh'
 
 #: package bugs the acceptance script finds on the CPU, by check: the text its FAIL note shows. The test xfails when
 #: these (and only these) fail, and passes for real once they are fixed.
-KNOWN_BUGS = {
-    # `--compile`: a compiled model fed a fastai TensorImage batch in inference (inference/predict.py model_probs,
-    # models/probe.py) fails in dynamo/inductor; training and validation pass
-    'compile': 'must match the size of tensor b',
-}
 
 
 def _gpu_check():
@@ -54,7 +49,4 @@ def test_gpu_check_cpu_mode_passes(tmp_path):
     saved = json.loads((tmp_path / 'results.json').read_text())
     assert saved['mode'] == 'cpu' and {r['name']: r['status'] for r in saved['results']} == {n: s for n, (s, _) in rows.items()}
     failed = {n: note for n, (s, note) in rows.items() if s == 'FAIL'}
-    if failed and all(KNOWN_BUGS.get(n, '\0') in note for n, note in failed.items()):
-        assert res.returncode == 1
-        pytest.xfail('known package bug(s): ' + '; '.join(f'{n}: {note}' for n, note in failed.items()))
     assert not failed and res.returncode == 0, res.stdout[-3000:]

@@ -140,3 +140,22 @@ def test_study_tables_name_data_portably(tmp_path, monkeypatch):
     assert data_origin(work / 'practice') == ('fastmask data proxy --faces ../shared/faces --format utkface --out practice '
                                               '--persons 50 --eval-persons 10 --seed 3')
     assert data_origin(work) is None
+
+
+def test_study_scores_members_on_other_data_sets(study_data, tmp_path):
+    "`--eval`: every member is also scored on other labelled data (train on one set of faces, score on others)."
+    data, out = study_data
+    src = open_data(data)
+    other = tmp_path / 'other.csv'
+    pd.DataFrame({'path': src.train['path'].head(24), 'gender': src.train['gender'].head(24)}).to_csv(other, index=False)
+    res = CliRunner().invoke(app, ['study', 'baseline_mobilenetv2', '--data', str(data), '--out', str(out), '--quick',
+                                   '--epochs', '1', '--size', '32', '--eval', str(other), '--eval', str(data)])
+    assert res.exit_code == 0, res.output
+    dest = out / 'study' / 'baseline_mobilenetv2'
+    row = pd.read_csv(dest / 'study.csv').iloc[0]
+    run = row['run_dir']
+    ev = json.loads((RunDir(run).evaluation('other') / 'scores.json').read_text())
+    assert row['other:f1_gender'] == pytest.approx(ev['f1_gender']) and np.isnan(row['other:f1_mask'])   # no mask labels
+    assert row[f'{data.name}:f1'] == pytest.approx(row['eval_f1'], abs=1e-4)          # the layout's eval truth, again
+    md = (dest / 'study.md').read_text()
+    assert '| other gender |' in md and f'--eval {other}' in md

@@ -119,7 +119,7 @@ def test_named_studies_list_and_registry():
 
 def test_members_repeated_over_seeds_are_averaged():
     "Members that differ only in seed or split_seed form one variant: their mean and spread, in first-seen order."
-    from fastmask.tools.study import _markdown, seed_means
+    from fastmask.tools.studytable import markdown as _markdown, seed_means
     df = pd.DataFrame(dict(recipe=['probe_lite0', 'x[epochs=6,split_seed=1]', 'probe_lite0[split_seed=1]',
                                    'x[split_seed=2,epochs=6]', 'x[epochs=3]', 'x[epochs=6,seed=4]'],
                            status=['trained', 'trained', 'reused', 'trained', 'trained', 'failed'],

@@ -87,6 +87,7 @@ def model_probs(model, meta, paths, bs: int = 64, runtime: Runtime | None = None
                   stats=meta.get('stats'), cache=rt.cache)
     out = []
     for (xb,) in progress(dl, len(dl), f"predict {meta.get('task', '')}"):  # a bar in a terminal only
+        xb = xb.as_subclass(torch.Tensor)   # fastai's TensorImage breaks a torch.compile'd model's tracing
         with autocast_ctx(rt, dev):
             p = model(xb).float().softmax(-1)
             if tta: p = (p + model(xb.flip(-1)).float().softmax(-1)) / 2

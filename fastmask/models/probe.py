@@ -54,6 +54,7 @@ def features(body: torch.nn.Module, paths, size: int, crop: float, stats, key: s
     dl = infer_dl(list(map(str, paths)), size, crop, bs=bs, num_workers=rt.num_workers, device=dev, stats=stats,
                   cache=rt.cache)
     for (xb,) in progress(dl, len(dl), 'features'):
+        xb = xb.as_subclass(torch.Tensor)   # fastai's TensorImage breaks a torch.compile'd model's tracing
         with autocast_ctx(rt, dev):
             f = body(xb.flip(-1) if flip else xb).float()
         out.append(f.cpu())

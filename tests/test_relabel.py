@@ -108,7 +108,7 @@ def test_recipe_trains_on_relabelled_data_and_records_it(tiny_demo, tmp_path):
         return set(v['gender'])
     assert valid_gender() == {1 - train['gender'][va[0]]}                       # the validation labels are the new ones
     src, _ = prepare_data(tiny_demo, relabel=f)                                 # what the learner of the run saw
-    ds = build_learner(r, src, 'all', num_workers=0).dls.train_ds
+    ds = build_learner(r, src, 'all').dls.train_ds
     seen = dict(zip(ds.items['path'], (int(ds.tls[1][i]) for i in range(len(ds)))))
     m, g, _ = decode(np.array([seen[t_rows.loc[s, 'path']] for s in ('mask1', 'incorrect_mask', 'normal')]))
     assert list(m) == [0, 2, 1] and set(g) == {1 - t_rows['gender'].iloc[0]}

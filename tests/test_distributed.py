@@ -184,3 +184,19 @@ def test_ddp_run_killed_then_resumed_by_torchrun_or_one_process(tiny_demo, tmp_p
     assert res.returncode == 0, res.stderr[-3000:]
     assert json.loads((single / 'summary.json').read_text())['status'] == 'finished' and len(done(single)) == 3
     assert not list(single.glob('checkpoint_*.pth')) and not list(cut.glob('checkpoint_*.pth'))
+
+
+@pytest.mark.slow
+def test_torchrun_swa_recipe_end_to_end(tiny_demo, tmp_path):
+    "Two CPU processes average the last epochs (SWA) and recompute BatchNorm statistics through the DDP wrapper."
+    import torch
+    argv = ['recipe', 'baseline_mobilenetv2', '--data', str(tiny_demo), '--quick', '--tasks', 'mask', '--epochs', '3',
+            '--size', '32', '--bs', '8', '--set', 'swa_start=1', '--set', 'swa_lr=1e-3', '--out', str(tmp_path / 'runs')]
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES='', OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore')
+    res = subprocess.run(launch_command(argv, 2), env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
+    run, = (tmp_path / 'runs' / 'baseline_mobilenetv2').iterdir()
+    log = pd.read_csv(run / 'metrics_mask.csv')
+    assert str(log['epoch'].iloc[-1]) == 'swa' and len(log) == 4          # three epochs, then the averaged model
+    sd = torch.load(run / 'model_mask.pth', map_location='cpu', weights_only=False)['state_dict']
+    assert not any(k.startswith('module.') for k in sd) and 'n_averaged' not in ' '.join(sd)

@@ -369,6 +369,23 @@ def data_cache_cmd(clear: bool = typer.Option(False, '--clear', help='delete eve
     typer.echo(f"{cache_dir()}: {len(es)} cache(s), {human_bytes(sum(e['bytes'] for e in es))}")
 
 
+@app.command('app')
+@user_errors
+def app_cmd(run_dir: Path = typer.Argument(..., help='a finished run folder (any kind: task models, 18-class, k-fold, ensemble, probe)'),
+            host: str = typer.Option('127.0.0.1', help='address to bind (0.0.0.0: every interface of this machine)'),
+            port: Optional[int] = typer.Option(None, min=1, max=65535, help='port (default: the first free one from 7860)'),
+            share: bool = typer.Option(False, '--share', help="also a public link through Gradio's share servers"),
+            export: Optional[Path] = typer.Option(None, '--export', help='write a self-contained Space folder (ONNX + Gradio, no torch) instead of serving')):
+    "A web page for a run (the app extra, Gradio): your photo or webcam in, faces found, mask / gender / age out; its mistakes; the run."
+    if not run_dir.is_dir(): fail(f'{run_dir}: run folder does not exist')
+    if export is not None:
+        from fastmask.app.export import export_space
+        out = export_space(run_dir, export)
+        return typer.echo(f'wrote {out}; try it: cd {out} && pip install -r requirements.txt && python app.py')
+    from fastmask.app.page import serve
+    serve(run_dir, host=host, port=port, share=share)
+
+
 def main():
     "Entry point for `python -m fastmask`."
     app(prog_name='fastmask')

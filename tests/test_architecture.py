@@ -80,7 +80,7 @@ def test_registries_import_no_plugins(registry):
 
 
 LAYERS = ['errors', 'io', 'rundir', 'labels', 'runtime', 'progress', 'runinfo', 'runs', 'plots', 'sources', 'data',
-          'models', 'losses', 'optim', 'callbacks', 'inference', 'recipes', 'runspec', 'runners', 'tools', 'options', 'cli']
+          'models', 'losses', 'optim', 'callbacks', 'inference', 'recipes', 'runspec', 'runners', 'tools', 'app', 'options', 'cli']
 ALLOWED_UP = {('inference.predict', 'runners.registry')}   # the leaf registry of prediction hooks
 
 

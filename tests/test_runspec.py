@@ -158,4 +158,5 @@ def test_study_scores_members_on_other_data_sets(study_data, tmp_path):
     assert row['other:f1_gender'] == pytest.approx(ev['f1_gender']) and np.isnan(row['other:f1_mask'])   # no mask labels
     assert row[f'{data.name}:f1'] == pytest.approx(row['eval_f1'], abs=1e-4)          # the layout's eval truth, again
     md = (dest / 'study.md').read_text()
-    assert '| other gender |' in md and f'--eval {other}' in md
+    from fastmask.tools.studytable import portable
+    assert '| other gender |' in md and f'--eval {portable(other)}' in md

@@ -19,6 +19,7 @@ from fastmask.io import write_csv
 from fastmask.labels import decode
 from fastmask.sources.datasource import DataSource
 from fastmask.inference.predict import predict_paths
+from fastmask.recipes.registry import Recipe
 from fastmask.rundir import RunDir
 from fastmask.runners.registry import register_runner
 from fastmask.runners.run import sub_run
@@ -27,7 +28,7 @@ from fastmask.runspec import RunSpec
 
 __all__ = ['select_pseudo', 'pseudo_rows', 'with_pseudo', 'run_pseudo', 'DEFAULT_THRESHOLD']
 
-DEFAULT_THRESHOLD = 0.9   # the recipe field's default
+DEFAULT_THRESHOLD = Recipe.__dataclass_fields__['pseudo_threshold'].default
 
 
 def select_pseudo(eval_df: pd.DataFrame, probs: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> pd.DataFrame:

@@ -67,12 +67,16 @@ class Args:
 
     def changes(self, **more) -> dict:
         "The recipe overrides: the recipe options and `--set FIELD=VALUE` items (the architecture checked)."
+        from fastmask.errors import RecipeError
         from fastmask.models.backbones import check_arch
         from fastmask.recipes import parse_set
         if self.arch: check_arch(self.arch)
-        return dict(epochs=self.epochs, size=self.size, bs=self.bs, lr=self.lr, arch=self.arch, seed=self.seed,
-                    pretrained=self.pretrained, tasks=tuple(self.tasks) if self.tasks else None, **more,
-                    **dict(parse_set(s) for s in self.set_ or ()))
+        named = dict(epochs=self.epochs, size=self.size, bs=self.bs, lr=self.lr, arch=self.arch, seed=self.seed,
+                     pretrained=self.pretrained, tasks=tuple(self.tasks) if self.tasks else None, **more)
+        sets = dict(parse_set(s) for s in self.set_ or ())
+        both = [k for k in sets if named.get(k) is not None and named[k] != sets[k]]
+        if both: raise RecipeError(f"--set {both[0]}={sets[both[0]]} contradicts --{both[0].replace('_', '-')} {named[both[0]]}")
+        return {**named, **sets}
 
     def recorded(self, changes: dict) -> dict:
         "The overrides a run records (and a composite's members resolve with): the changes given, and `quick`."

@@ -11,7 +11,7 @@ RTX 30xx and later), else fp16 with loss scaling (V100, T4: `torch.cuda.is_bf16_
 emulation, which is why it is not asked); Apple `mps` fp16; on a CPU fp32 — measured on a 2-core avx512_bf16 CPU in
 fastai's loop (EfficientNet-Lite0, 128-160 px, batch 32), fp32 + channels-last trains 1.43x faster than plain fp32
 while bf16 autocast + channels-last is slower than fp32 + channels-last (`benchmarks/precision.py`). `auto`
-channels-last: on for CUDA and for an AVX-512 CPU (oneDNN's blocked kernels), off elsewhere.
+channels-last: on for CUDA and for an AVX2 or AVX-512 CPU (oneDNN's vectorised kernels), off elsewhere.
 """
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def check_precision(precision: str | None) -> str | None:
 class Runtime:
     "How a run computes: precision, memory format, compile, image cache, loader workers, determinism."
     precision: str = 'auto'              # auto | fp32 | bf16 | fp16 (see the module docstring)
-    channels_last: bool | None = None    # None: on CUDA and on an AVX-512 CPU
+    channels_last: bool | None = None    # None: on CUDA and on an AVX2 or AVX-512 CPU
     compile: bool = False                # opt-in torch.compile of the model (state_dict keys unchanged)
     compile_backend: str = 'inductor'
     cache: bool = True                   # decoded-image cache for training and prediction
@@ -107,8 +107,10 @@ def cpu_bf16_fast(cpuinfo: str = '/proc/cpuinfo') -> bool:
 
 
 def cpu_channels_last_fast(cpuinfo: str = '/proc/cpuinfo') -> bool:
-    "Whether channels-last pays on this CPU: AVX-512 (oneDNN's blocked kernels); measured 1.43x on such a CPU."
-    return 'avx512f' in cpu_flags(cpuinfo)
+    """Whether channels-last pays on this CPU: AVX-512 or AVX2 (oneDNN's vectorised kernels). Training step of the
+    Lite0 gender model at 160 px (`benchmarks/cpu_levers.py`): 1.43x on a 2-core AVX-512 EPYC; 1.18x there with
+    oneDNN held to AVX2 (`ONEDNN_MAX_CPU_ISA=AVX2`, an emulation: no AVX2-only processor was at hand)."""
+    return bool({'avx512f', 'avx2'} & cpu_flags(cpuinfo))
 
 
 def as_device(d) -> torch.device:

@@ -84,3 +84,17 @@ def test_dls_labels_follow_age_curve(tiny_demo):
     items = dls.valid.items
     got = [int(dls.valid.dataset[i][1]) for i in range(len(items))]
     assert got == age_group(items['age'].to_numpy(), 57).tolist()
+
+
+@pytest.mark.parametrize('k', [1, 2])
+def test_balanced_sampler_draws_k_photos_a_person(k):
+    df = people_frame(20)
+    dl = BalancedMaskDL(list(range(len(df))), groups=mask_groups(df), draw_seed=0, bs=8, shuffle=True, per_person=k)
+    assert dl.n == 20 * k
+    counts = np.zeros(3)
+    for epoch in range(60):
+        idxs = dl.get_idxs()
+        assert len(idxs) == 20 * k and len(set(idxs)) == 20 * k
+        assert (df.person.to_numpy()[idxs].tolist().count('000000')) == k
+        counts += np.bincount(df['mask'].to_numpy()[idxs], minlength=3)
+    assert counts.min() / counts.max() > 0.85            # the mask states still come about equally often

@@ -33,6 +33,7 @@ def test_recipes_lists_baseline_and_filters():
     (['recipe', 'baseline_mobilenetv2', '--data', '/nonexistent/folder'], 'does not exist'),
     (['recipe', 'baseline_mobilenetv2', '--arch', 'not_a_model'], "unknown architecture 'not_a_model'"),
     (['score', '/nonexistent/sub.csv', '/nonexistent/truth.csv'], 'file not found'),
+    (['recipe', 'baseline_mobilenetv2', '--bs', '32', '--set', 'bs=64'], '--set bs=64 contradicts --bs 32'),
 ])
 def test_user_errors_are_one_line(args, msg):
     res = fastmask(*args)

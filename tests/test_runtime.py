@@ -15,10 +15,12 @@ import fastmask.runtime as runtime_mod
 
 def test_auto_on_cpu_is_fp32_with_channels_last_where_it_pays(tmp_path):
     assert resolve_precision(Runtime(), 'cpu') == 'fp32' and use_channels_last(Runtime(), 'cpu') is cpu_channels_last_fast()
-    new, old = tmp_path / 'new', tmp_path / 'old'   # the flags are read once per file (cached)
+    new, avx2, old = tmp_path / 'new', tmp_path / 'avx2', tmp_path / 'old'   # the flags are read once per file (cached)
     new.write_text('processor : 0\nflags : fpu sse avx2 avx512f avx512_bf16\n')
-    old.write_text('processor : 0\nflags : fpu sse avx2\n')
+    avx2.write_text('processor : 0\nflags : fpu sse avx2\n')
+    old.write_text('processor : 0\nflags : fpu sse sse4_2\n')
     assert cpu_bf16_fast(str(new)) and cpu_channels_last_fast(str(new))
+    assert not cpu_bf16_fast(str(avx2)) and cpu_channels_last_fast(str(avx2))        # bf16 emulated there: fp32
     assert not cpu_bf16_fast(str(old)) and not cpu_channels_last_fast(str(old))
     assert cpu_flags(str(tmp_path / 'none')) == frozenset()
     assert resolve_precision(Runtime(precision='bf16'), 'cpu') == 'bf16' and use_channels_last(Runtime(channels_last=True), 'cpu')

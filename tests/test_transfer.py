@@ -12,6 +12,7 @@ from fastmask.errors import RecipeError
 from fastmask.models import probe
 from fastmask.models.backbones import body_head, create_model, pretrained_stats
 from fastmask.recipes import parse_set, resolve
+from fastmask.recipes.registry import override
 from fastmask.runners.run import run_recipe
 from fastmask.runners.train import build_learner, fit_task
 from fastmask.runtime import Runtime
@@ -222,3 +223,62 @@ def test_probe_head_through_a_ddp_wrapper(ddp_group):
     w, b = torch.randn(2, 8), torch.randn(2)
     assert probe.set_head(DistributedDataParallel(model), w, b).module is model
     assert torch.equal(model.classifier.weight, w) and torch.equal(model.classifier.bias, b)
+
+
+def test_frozen_stages_keep_their_weights_and_statistics_and_get_no_gradient(tiny_demo, tmp_path):
+    from fastmask.callbacks.transfer import FrozenStages
+    from fastmask.models.backbones import stages
+    r = resolve('cpu_split_lite0', quick=True, size=32, bs=16, epochs=1, lr=1e-2, head_init='', bn='train', frozen_stages=3)
+    learn = build_learner(r, tiny_demo, 'gender', runtime=RT)
+    assert any(isinstance(c, FrozenStages) for c in learn.cbs)
+    frozen = {n for s in stages(learn.model)[:3] for n in s}
+    assert {n for n, p in learn.model.named_parameters() if not p.requires_grad} == frozen
+    body, _ = body_head(learn.model)
+    assert not {id(p) for p in body} & {id(p) for n, p in learn.model.named_parameters() if n in frozen}  # not in the optimizer
+    prefixes = tuple(sorted({n.rsplit('.', 1)[0] + '.' for n in frozen}))
+    before = {k: v.clone() for k, v in learn.model.state_dict().items()}
+    fit_task(learn, tmp_path)
+    after = learn.model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and not {k for k in changed if k.startswith(prefixes)}      # frozen stages: weights and BN statistics
+    assert any(k.startswith('blocks.2.') and 'running_mean' in k for k in changed)   # bn='train' holds after them
+    assert any(k.startswith('blocks.2.') and k.endswith('weight') for k in changed)  # later stages learn
+    learn.unfreeze()                                                            # fastai's unfreeze leaves them frozen
+    assert {n for n, p in learn.model.named_parameters() if not p.requires_grad} == frozen
+
+
+def test_frozen_stages_must_leave_something_to_train(tiny_demo):
+    r = resolve('cpu_split_lite0', quick=True, size=32, bs=16, epochs=1, head_init='', frozen_stages=99)
+    with pytest.raises(RecipeError, match='whole body'): build_learner(r, tiny_demo, 'gender', runtime=RT)
+
+
+@pytest.mark.parametrize('arch', ['tf_efficientnet_lite0', 'mobilenetv2_100', 'resnet18'])
+def test_stages_cover_the_body_in_forward_order(arch):
+    from fastmask.models.backbones import stages
+    for head in ('linear', 'fastai'):
+        m = create_model(arch, 3, pretrained=False, head=head)
+        st = stages(m)
+        body, _ = body_head(m)
+        names = [n for s in st for n in s]
+        assert len(st) >= 4 and len(names) == len(set(names)) == len(body)
+        order = [n for n, _ in m.named_parameters()]
+        assert [order.index(s[0]) for s in st] == sorted(order.index(s[0]) for s in st)   # stem first
+
+
+def test_probe_photos_fit_the_probe_head_on_a_few_photos_a_person(tiny_demo, monkeypatch):
+    from fastmask.runners import train
+    seen = []
+    real = train.features
+    def spy(body, paths, *a, **kw):
+        seen.append(list(paths))
+        return real(body, paths, *a, **kw)
+    monkeypatch.setattr(train, 'features', spy)
+    r = resolve('cpu_split_lite0', size=32, bs=16, epochs=1, pretrained=False)
+    for k in (0, 2):
+        learn = build_learner(override(r, probe_photos=k), tiny_demo, 'gender', runtime=RT)
+        train.probe_head(learn)
+        items = learn.dls.train_ds.items
+        used = items[items['path'].isin(seen[-1])]
+        assert len(used) == len(seen[-1])                                  # training photos only
+        if k: assert used.groupby('person').size().eq(k).all() and used['person'].nunique() == items['person'].nunique()
+        else: assert len(used) == len(items)

@@ -7,6 +7,10 @@ mismatch compounds over the network's ~50 BatchNorm layers. Training in batch-st
 feature at once (train-mode features have cosine similarity ~0.26 to eval-mode ones), the head fitted before
 unfreezing no longer fits, and validation F1 drops below a frozen linear probe's. With the running statistics
 frozen the pretrained features change only as fast as the small body learning rate moves the weights.
+
+`FrozenStages` keeps the first stages of the body out of training altogether (recipe field `frozen_stages`): no
+gradient, no optimizer state, no backward through them, and their BatchNorm in eval mode whatever `bn` says, so
+with `bn='frozen'` the network is the same function as with every stage training, for less work a step.
 """
 from __future__ import annotations
 
@@ -14,9 +18,9 @@ from fastai.callback.core import Callback, TrainEvalCallback
 from fastai.torch_core import get_model
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from fastmask.models.backbones import body_modules
+from fastmask.models.backbones import body_modules, frozen_stage_modules
 
-__all__ = ['FrozenBN', 'BN_MODES']
+__all__ = ['FrozenBN', 'FrozenStages', 'BN_MODES']
 
 #: body BatchNorm handling: batch statistics in training ('train', the usual), or running statistics kept ('frozen')
 BN_MODES = ('train', 'frozen')
@@ -28,4 +32,15 @@ class FrozenBN(Callback):
 
     def before_train(self):
         for m in body_modules(get_model(self.learn.model)):   # the model inside a DistributedDataParallel wrapper
+            if isinstance(m, _BatchNorm): m.eval()
+
+
+class FrozenStages(Callback):
+    "Keep the BatchNorm layers of the body's first `n` stages (which do not train: `freeze_stages`) in eval mode."
+    order = TrainEvalCallback.order + 1  # right after fastai puts the model in train mode
+
+    def __init__(self, n: int): self.n = n   # how many of the body's stages (timm's coarse groups) are frozen
+
+    def before_train(self):
+        for m in frozen_stage_modules(get_model(self.learn.model), self.n):
             if isinstance(m, _BatchNorm): m.eval()

@@ -119,16 +119,22 @@ class WorkerBatchDL(TfmdDL):
 @delegates()
 class BalancedMaskDL(WorkerBatchDL):
     "Training loader that draws, each epoch, one mask photo per person plus their incorrect and normal photos."
-    def __init__(self, dataset=None, groups=None, draw_seed: int = 0, **kwargs):
+    def __init__(self, dataset=None, groups=None, draw_seed: int = 0, per_person: int = 0, **kwargs):
         super().__init__(dataset=dataset, **kwargs)
-        self.groups, self.draw_seed, self.draws = groups, draw_seed, 0
-        if groups is not None: self.n = sum(int(len(w) > 0) + len(o) for w, o in groups)
+        self.groups, self.draw_seed, self.draws, self.per_person = groups, draw_seed, 0, per_person
+        if groups is not None:
+            self.n = sum(min(k, per_person) if per_person else k for k in (int(len(w) > 0) + len(o) for w, o in groups))
 
     def draw(self) -> list[int]:
-        "One epoch's indices: one random correctly-worn photo per person plus all other photos, shuffled."
+        """One epoch's indices: one random correctly-worn photo per person plus all other photos (or `per_person` of
+        those, drawn at random), shuffled."""
         rng = np.random.default_rng([self.draw_seed, self.draws])
         self.draws += 1
-        idxs = [int(rng.choice(w)) for w, _ in self.groups if len(w)] + [int(i) for _, o in self.groups for i in o]
+        idxs = []
+        for w, o in self.groups:
+            own = ([int(rng.choice(w))] if len(w) else []) + [int(i) for i in o]
+            if self.per_person and len(own) > self.per_person: own = [int(i) for i in rng.choice(own, self.per_person, replace=False)]
+            idxs += own
         rng.shuffle(idxs)
         return idxs
 
@@ -194,7 +200,8 @@ def _use_cache(cache: bool | None) -> bool:
 def task_dls(df: pd.DataFrame, task: str, size: int = 224, bs: int = 64, age_cut: int = DEFAULT_AGE_CUT,
              valid_pct: float = 0.15, split_seed: int = 156, balanced: bool | None = None, seed: int = 0,
              crop: float = REPORT_CROP, augment: bool = True, num_workers: int | None = None, splits=None,
-             device=None, cache: bool | None = None, stats=None, rrc_scale: float = 1.0, cutout: float = 0.0) -> DataLoaders:
+             device=None, cache: bool | None = None, stats=None, rrc_scale: float = 1.0, cutout: float = 0.0,
+             per_person: int = 0) -> DataLoaders:
     "DataLoaders of one task; the mask task draws balanced 1:1:1 batches by default; images from the cache by default.\n\n    `stats`: (mean, std) of the normalisation (default the report's)."
     df = df.reset_index(drop=True)
     splits = person_split(df, valid_pct, split_seed) if splits is None else splits
@@ -202,7 +209,8 @@ def task_dls(df: pd.DataFrame, task: str, size: int = 224, bs: int = 64, age_cut
     kw = {}
     if balanced:
         if 'mask' not in df.columns: raise LayoutError("the balanced mask sampler needs a 'mask' column")
-        kw = dict(dl_type=BalancedMaskDL, dl_kwargs=[{'groups': mask_groups(df.iloc[splits[0]]), 'draw_seed': seed}, {}])
+        kw = dict(dl_type=BalancedMaskDL, dl_kwargs=[{'groups': mask_groups(df.iloc[splits[0]]), 'draw_seed': seed,
+                                                          'per_person': per_person}, {}])
     else: kw = dict(dl_type=WorkerBatchDL)
     nw = default_workers() if num_workers is None else num_workers
     dblock = task_datablock(df, task, splits, size, age_cut, crop, augment, _use_cache(cache), stats,

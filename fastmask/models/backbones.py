@@ -27,7 +27,7 @@ from safetensors import SafetensorError
 from fastmask.errors import RecipeError, WeightsError
 from fastmask.models import lite0
 
-__all__ = ['create_model', 'create_body', 'body_head', 'body_modules', 'Prelogits', 'pretrained_stats', 'check_arch', 'weights_dir', 'local_weights',
+__all__ = ['create_model', 'create_body', 'body_head', 'body_modules', 'stages', 'frozen_stage_modules', 'freeze_stages', 'Prelogits', 'pretrained_stats', 'check_arch', 'weights_dir', 'local_weights',
            'offline_weights', 'offline_available', 'hub_reachable', 'WEIGHT_SUFFIXES', 'HEADS']
 
 #: classification heads: timm's single linear layer (the report's) or fastai's
@@ -153,10 +153,13 @@ def create_model(arch: str, n_out: int, pretrained: bool = False, weights=None, 
 
 
 def body_head(model: torch.nn.Module) -> tuple[list, list]:
-    "The parameters of a `create_model` model split into (body, head): fastai's splitter for freezing and lr groups."
-    if isinstance(model, torch.nn.Sequential): return list(model[0].parameters()), list(model[1].parameters())
-    head = set(map(id, model.get_classifier().parameters()))
-    return [p for p in model.parameters() if id(p) not in head], list(model.get_classifier().parameters())
+    """The parameters of a `create_model` model split into (body, head): fastai's splitter for freezing and lr groups.
+    Parameters that do not train (frozen stages) are left out, so fastai's `unfreeze` never turns them back on."""
+    if isinstance(model, torch.nn.Sequential): body, head = list(model[0].parameters()), list(model[1].parameters())
+    else:
+        ids = set(map(id, model.get_classifier().parameters()))
+        body, head = [p for p in model.parameters() if id(p) not in ids], list(model.get_classifier().parameters())
+    return [p for p in body if p.requires_grad], head
 
 
 class Prelogits(torch.nn.Module):
@@ -169,6 +172,48 @@ class Prelogits(torch.nn.Module):
         m = self.model
         if isinstance(m, torch.nn.Sequential): return m[1][:2](m[0](x))  # fastai head: concat pooling + flatten
         return m.forward_head(m.forward_features(x), pre_logits=True)
+
+
+def stages(model: torch.nn.Module) -> list[list[str]]:
+    """The body's stages in forward order as lists of parameter names: timm's coarse parameter groups (the stem, then
+    each block stage, then the last convolution), as timm's layer-wise decay groups them."""
+    from timm.models import group_parameters
+    body = model[0] if isinstance(model, torch.nn.Sequential) else model
+    prefix = '0.' if body is not model else ''
+    head = set() if body is not model else {f'{n}' for n, _ in _classifier_named(model)}
+    groups = group_parameters(body, body.group_matcher(coarse=True))
+    return [[prefix + n for n in names if prefix + n not in head] for _, names in sorted(groups.items())
+            if any(prefix + n not in head for n in names)]
+
+
+def _classifier_named(model: torch.nn.Module):
+    "(name, parameter) of a timm model's classifier."
+    ids = set(map(id, model.get_classifier().parameters()))
+    return [(n, p) for n, p in model.named_parameters() if id(p) in ids]
+
+
+def frozen_stage_modules(model: torch.nn.Module, n: int) -> list[torch.nn.Module]:
+    "The modules whose parameters all lie in the body's first `n` stages (their BatchNorm layers among them)."
+    if n <= 0: return []
+    frozen = {name for stage in stages(model)[:n] for name in stage}
+    out = []
+    for name, m in model.named_modules():
+        own = [f'{name}.{k}' if name else k for k, _ in m.named_parameters(recurse=False)]
+        if own and all(k in frozen for k in own): out.append(m)
+    return out
+
+
+def freeze_stages(model: torch.nn.Module, n: int) -> set[int]:
+    """Keep the body's first `n` stages at their weights: `requires_grad` off, so autograd does no backward through them;
+    the ids of the frozen parameters (for the splitter to leave out of the optimizer). A RecipeError when `n` is not
+    below the number of stages."""
+    if n <= 0: return set()
+    st = stages(model)
+    if n >= len(st): raise RecipeError(f'frozen_stages={n} would freeze the whole body ({len(st)} stages)')
+    names = {name for stage in st[:n] for name in stage}
+    ps = [p for name, p in model.named_parameters() if name in names]
+    for p in ps: p.requires_grad_(False)
+    return set(map(id, ps))
 
 
 def body_modules(model: torch.nn.Module):

@@ -36,6 +36,7 @@ class Recipe:
     age_cut: int = DEFAULT_AGE_CUT        # training labels of the age (or 18-class) model
     balanced_mask: bool = True            # balanced 1:1:1 sampler for the mask task
     draw_people: bool = False             # other tasks: per epoch one worn photo + incorrect + normal per person
+    people_photos: int = 0                # per-person draws (mask, draw_people): photos a person per epoch of the 3 (0 = all)
     patience: int | None = None           # early stopping patience (epochs)
     monitor: str = 'f1'                   # 'f1' (macro F1, higher is better) or 'valid_loss'
     swa_start: int | None = None          # first epoch (0-based) averaged by SWA
@@ -50,14 +51,18 @@ class Recipe:
     norm: str = 'pretrained'              # 'pretrained': the backbone's own mean/std (timm's pretrained_cfg); 'report'
     head: str = 'linear'                  # 'linear' (timm's classifier, the report's) or 'fastai' (fastai's head)
     bn: str = 'train'                     # body BatchNorm: 'train' (batch statistics) or 'frozen' (running statistics kept)
+    frozen_stages: int = 0                # the body's first N stages (stem, blocks...) keep their weights: no backward
     freeze_epochs: int = 0                # fine_tune: epochs with the body frozen before `epochs` unfrozen ones
     lr_mult: float = 100.0                # fine_tune: the body's lr is lr / lr_mult (discriminative rates)
     freeze_lr: float | None = None        # head phase lr (one-cycle), then slice(lr / lr_mult, lr); None: fine_tune's
+    probe_photos: int = 0                 # head_init='probe': photos a person the probe is fitted on (0 = all)
     head_init: str = ''                   # 'probe': start the head from a linear probe fitted on frozen features
     drop_rate: float = 0.0                # dropout before the classifier (timm)
     drop_path_rate: float = 0.0           # stochastic depth (timm)
     # --- augmentation and regularisation beyond the report's transforms --------------------------------------------
     rrc_scale: float = 1.0                # random resized crop: smallest area kept (1.0 = off)
+    resize_from: float = 1.0              # progressive resizing: first training size as a fraction of `size` (1 = off)
+    resize_until: float = 0.5             # progressive resizing: share of training after which batches are full size
     cutout: float = 0.0                   # probability of a random erasing per image (0 = off)
     mixup: float = 0.0                    # MixUp alpha (0 = off)
     cutmix: str = ''                      # 'halves': CutMix of vertical halves, labels mixed by area (top entries)

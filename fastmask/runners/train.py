@@ -18,10 +18,11 @@ from fastmask.callbacks.checkpoint import CheckpointCallback, load_finished
 from fastmask.callbacks.cutmix import apply_cutmix
 from fastmask.callbacks.distributed import distrib_fit, rank
 from fastmask.callbacks.eta import ExpectedTime
+from fastmask.callbacks.resize import apply_resize
 from fastmask.callbacks.speed import accelerate
 from fastmask.callbacks.swa import SWACallback
 from fastmask.callbacks.trackers import tracker_callbacks
-from fastmask.callbacks.transfer import BN_MODES, FrozenBN
+from fastmask.callbacks.transfer import BN_MODES, FrozenBN, FrozenStages
 from fastmask.data.augment import REPORT_MEAN, REPORT_STD
 from fastmask.data.block import person_split, task_dls, task_labels
 from fastmask.data.sampling import apply_sampling
@@ -31,7 +32,7 @@ from fastmask.inference.scoring import score_eval, scores
 from fastmask.io import save_npy, write_csv
 from fastmask.labels import task_names
 from fastmask.losses import get_loss
-from fastmask.models.backbones import Prelogits, body_head, create_model, pretrained_stats
+from fastmask.models.backbones import Prelogits, body_head, create_model, freeze_stages, pretrained_stats
 from fastmask.models.probe import feature_key, features, fit_head, set_head
 from fastmask.optim import CONTIGUOUS_ONLY, get_opt
 from fastmask.progress import learner_bars
@@ -83,17 +84,19 @@ def build_learner(recipe: Recipe, data, task: str | None = None, weights=None, s
     dls = task_dls(src.train, task, size=r.size, bs=r.bs, age_cut=r.age_cut, valid_pct=r.valid_pct,
                    split_seed=r.split_seed, balanced=draw, seed=r.seed, crop=r.crop,
                    num_workers=rt.num_workers, splits=splits, stats=stats, rrc_scale=r.rrc_scale, cutout=r.cutout,
-                   cache=rt.cache)
+                   cache=rt.cache, per_person=r.people_photos)
     n = len(task_names(task))
     timm_kw = {k: v for k, v in dict(drop_rate=r.drop_rate, drop_path_rate=r.drop_path_rate).items() if v}
     model = create_model(r.arch, n, pretrained=r.pretrained, weights=weights, head=r.head, **timm_kw)
-    extra = ([FrozenBN()] if r.bn == 'frozen' else []) + ([MixUp(r.mixup)] if r.mixup else [])
+    freeze_stages(model, r.frozen_stages)   # before the optimizer exists: the splitter leaves them out
+    extra = ([FrozenBN()] if r.bn == 'frozen' else []) + ([FrozenStages(r.frozen_stages)] if r.frozen_stages else []) + \
+            ([MixUp(r.mixup)] if r.mixup else [])
     learn = TaskLearner(dls, model, recipe=r, task=task, stats=stats, weights=weights, runtime=rt,
                         loss_func=get_loss(r.loss, n, **dict(r.loss_params)), opt_func=get_opt(r.opt),
                         metrics=[F1Score(average='macro'), accuracy], wd=r.wd, cbs=list(cbs) + extra, splitter=body_head,
                         train_bn=(r.bn == 'train'))
     prepare_backends(rt, dls.device)   # cudnn: deterministic when asked, else benchmark on a GPU
-    apply_cutmix(apply_sampling(learn))
+    apply_resize(apply_cutmix(apply_sampling(learn)))
     cl = False if r.opt in CONTIGUOUS_ONLY and rt.channels_last is None else None   # auto: never for those
     accelerate(learn, rt, channels_last=cl)  # autocast + channels-last where they pay
     return learn
@@ -167,6 +170,8 @@ def probe_head(learn: TaskLearner) -> TaskLearner:
     r = learn.recipe
     if r.head != 'linear': raise RecipeError(f"head_init='probe' needs head='linear' (recipe {r.name} has '{r.head}')")
     df = learn.dls.train_ds.items   # the training rows (a DataFrame), every photo once
+    if r.probe_photos and 'person' in df.columns:   # a start for fine-tuning: a few photos a person fit it as well
+        df = df.sample(frac=1.0, random_state=r.seed).groupby('person').head(r.probe_photos).sort_index()
     y = task_labels(df, learn.task, r.age_cut)
     body = Prelogits(learn.model)
     key = feature_key(r.arch, learn.weights or ('pretrained' if r.pretrained else 'random'), r.size, r.crop,

@@ -30,17 +30,17 @@ class FrozenBN(Callback):
     "Keep the body's BatchNorm (and SyncBatchNorm) layers in eval mode while training: running statistics stay, weights train."
     order = TrainEvalCallback.order + 1  # right after fastai puts the model in train mode
 
-    def before_train(self):
-        for m in body_modules(get_model(self.learn.model)):   # the model inside a DistributedDataParallel wrapper
+    def modules(self, model):
+        "The modules whose BatchNorm layers stay in eval mode: the whole body."
+        return body_modules(model)
+
+    def before_train(self):   # looked up each epoch: a DDP wrapper or SyncBatchNorm conversion may replace modules
+        for m in self.modules(get_model(self.learn.model)):
             if isinstance(m, _BatchNorm): m.eval()
 
 
-class FrozenStages(Callback):
+class FrozenStages(FrozenBN):
     "Keep the BatchNorm layers of the body's first `n` stages (which do not train: `freeze_stages`) in eval mode."
-    order = TrainEvalCallback.order + 1  # right after fastai puts the model in train mode
-
     def __init__(self, n: int): self.n = n   # how many of the body's stages (timm's coarse groups) are frozen
 
-    def before_train(self):
-        for m in frozen_stage_modules(get_model(self.learn.model), self.n):
-            if isinstance(m, _BatchNorm): m.eval()
+    def modules(self, model): return frozen_stage_modules(model, self.n)

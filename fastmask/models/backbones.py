@@ -178,18 +178,14 @@ def stages(model: torch.nn.Module) -> list[list[str]]:
     """The body's stages in forward order as lists of parameter names: timm's coarse parameter groups (the stem, then
     each block stage, then the last convolution), as timm's layer-wise decay groups them."""
     from timm.models import group_parameters
-    body = model[0] if isinstance(model, torch.nn.Sequential) else model
-    prefix = '0.' if body is not model else ''
-    head = set() if body is not model else {f'{n}' for n, _ in _classifier_named(model)}
+    if isinstance(model, torch.nn.Sequential):   # fastai's head: the body is the first module, the head is not in it
+        body, prefix, head = model[0], '0.', set()
+    else:
+        ids = set(map(id, model.get_classifier().parameters()))
+        body, prefix, head = model, '', {n for n, p in model.named_parameters() if id(p) in ids}
     groups = group_parameters(body, body.group_matcher(coarse=True))
-    return [[prefix + n for n in names if prefix + n not in head] for _, names in sorted(groups.items())
-            if any(prefix + n not in head for n in names)]
-
-
-def _classifier_named(model: torch.nn.Module):
-    "(name, parameter) of a timm model's classifier."
-    ids = set(map(id, model.get_classifier().parameters()))
-    return [(n, p) for n, p in model.named_parameters() if id(p) in ids]
+    named = ([prefix + n for n in names if prefix + n not in head] for _, names in sorted(groups.items()))
+    return [g for g in named if g]
 
 
 def frozen_stage_modules(model: torch.nn.Module, n: int) -> list[torch.nn.Module]:
@@ -203,17 +199,15 @@ def frozen_stage_modules(model: torch.nn.Module, n: int) -> list[torch.nn.Module
     return out
 
 
-def freeze_stages(model: torch.nn.Module, n: int) -> set[int]:
-    """Keep the body's first `n` stages at their weights: `requires_grad` off, so autograd does no backward through them;
-    the ids of the frozen parameters (for the splitter to leave out of the optimizer). A RecipeError when `n` is not
-    below the number of stages."""
-    if n <= 0: return set()
+def freeze_stages(model: torch.nn.Module, n: int) -> None:
+    """Keep the body's first `n` stages at their weights: `requires_grad` off, so autograd does no backward through them
+    and `body_head` leaves them out of the optimizer. A RecipeError when `n` is not below the number of stages."""
+    if n <= 0: return
     st = stages(model)
     if n >= len(st): raise RecipeError(f'frozen_stages={n} would freeze the whole body ({len(st)} stages)')
     names = {name for stage in st[:n] for name in stage}
-    ps = [p for name, p in model.named_parameters() if name in names]
-    for p in ps: p.requires_grad_(False)
-    return set(map(id, ps))
+    for name, p in model.named_parameters():
+        if name in names: p.requires_grad_(False)
 
 
 def body_modules(model: torch.nn.Module):

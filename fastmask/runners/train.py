@@ -89,8 +89,8 @@ def build_learner(recipe: Recipe, data, task: str | None = None, weights=None, s
     timm_kw = {k: v for k, v in dict(drop_rate=r.drop_rate, drop_path_rate=r.drop_path_rate).items() if v}
     model = create_model(r.arch, n, pretrained=r.pretrained, weights=weights, head=r.head, **timm_kw)
     freeze_stages(model, r.frozen_stages)   # before the optimizer exists: the splitter leaves them out
-    extra = ([FrozenBN()] if r.bn == 'frozen' else []) + ([FrozenStages(r.frozen_stages)] if r.frozen_stages else []) + \
-            ([MixUp(r.mixup)] if r.mixup else [])
+    bn = [FrozenBN()] if r.bn == 'frozen' else [FrozenStages(r.frozen_stages)] if r.frozen_stages else []  # the body's covers the stages
+    extra = bn + ([MixUp(r.mixup)] if r.mixup else [])
     learn = TaskLearner(dls, model, recipe=r, task=task, stats=stats, weights=weights, runtime=rt,
                         loss_func=get_loss(r.loss, n, **dict(r.loss_params)), opt_func=get_opt(r.opt),
                         metrics=[F1Score(average='macro'), accuracy], wd=r.wd, cbs=list(cbs) + extra, splitter=body_head,

@@ -4,7 +4,7 @@ import pytest
 import torch
 from fastai.vision.all import TensorCategory, TensorImage
 
-from fastmask.data.augment import ORDERS, ReportAugment, ToFloatImage, batch_tfms, colour_to_float, flip_rotate, jitter_matrices
+from fastmask.data.augment import ORDERS, CameraAugment, ReportAugment, ToFloatImage, batch_tfms, colour_to_float, flip_rotate, jitter_matrices
 
 TF = pytest.importorskip('torchvision.transforms.functional', reason='torchvision gives the reference transforms')
 
@@ -98,3 +98,55 @@ def test_batch_tfms_through_fastai_pipeline():
     assert not torch.allclose(xt, xv) and abs(float(xv.mean())) < 3
     dec = valid.decode((xv, yv))[0]
     assert (dec.long() - x.long()).abs().max() <= 1                   # show_batch decodes back to pixels
+
+
+def _camera(x, **parts):
+    "CameraAugment on `x` with every item degraded by exactly the named parts (down-scale, jpeg, blur)."
+    aug = CameraAugment(1.0)
+    aug.before_call((x,), 0)
+    on = torch.tensor([parts.get('scale', False), parts.get('jpeg', False), parts.get('blur', False)])
+    aug.parts = on.expand(len(x), 3).clone()
+    aug.factor, aug.q, aug.s = torch.full((len(x),), 0.5), torch.full((len(x),), 40), torch.full((len(x),), 1.0)  # mid-range
+    return aug, aug.encodes(x)
+
+
+@pytest.mark.parametrize('part', ['scale', 'jpeg', 'blur'])
+def test_camera_parts_degrade_detail_and_keep_the_picture(part):
+    "Each part removes fine detail (high-frequency energy) while the item stays the same picture, as uint8."
+    x = TensorImage(_smooth(8, 48, 48, seed=3))
+    noise = (torch.randint(0, 2, x.shape) * 60).to(torch.uint8)
+    x = TensorImage((x.int() // 2 + noise).clamp(0, 255).to(torch.uint8))   # sharp pixel noise on a smooth picture
+    _, out = _camera(x, **{part: True})
+    assert out.dtype == torch.uint8 and out.shape == x.shape and isinstance(out, TensorImage)
+    detail = lambda t: (t.float()[..., 1:] - t.float()[..., :-1]).abs().mean((1, 2, 3))
+    assert (detail(out) < 0.9 * detail(x)).all()
+    a, s = out.float().flatten(1), x.float().flatten(1)
+    corr = ((a - a.mean(1, keepdim=True)) * (s - s.mean(1, keepdim=True))).sum(1) / (
+        (a - a.mean(1, keepdim=True)).norm(dim=1) * (s - s.mean(1, keepdim=True)).norm(dim=1))
+    assert (corr > 0.6).all()
+
+
+def test_camera_draws_items_and_parts_by_probability_and_skips_validation():
+    x = TensorImage(_smooth(400, 8, 8, seed=4))
+    aug = CameraAugment(0.5)
+    aug.before_call((x,), 0)
+    touched = aug.parts.any(1).float().mean()
+    assert 0.3 < touched < 0.5                       # p * (1 - 1/8): an item drawn with no part is left alone
+    assert 0.2 < aug.parts[:, 1].float().mean() < 0.3
+    out = aug.encodes(x)
+    same = (out == x).flatten(1).all(1)
+    assert same[~aug.parts.any(1)].all() and not same[aug.parts.any(1)].all()
+    assert torch.equal(CameraAugment(1.0)((x,), split_idx=1)[0], x)     # validation images are never touched
+
+
+def test_camera_is_a_recipe_field_reaching_the_training_pipeline_only(tiny_demo):
+    from fastmask.recipes import resolve
+    from fastmask.runners.train import build_learner
+    from fastmask.runtime import Runtime
+    learn = build_learner(resolve('cpu_split_lite0', quick=True, size=32, bs=8, camera=0.4), tiny_demo, 'gender',
+                          runtime=Runtime(num_workers=0))
+    cams = [t for t in learn.dls.train.after_batch.fs if isinstance(t, CameraAugment)]
+    assert len(cams) == 1 and cams[0].prob == 0.4
+    assert not [t for t in batch_tfms(False, camera=0.4) if isinstance(t, CameraAugment)]
+    xb, _ = learn.dls.train.one_batch()
+    assert xb.is_floating_point() and xb.shape[-1] == 32

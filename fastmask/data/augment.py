@@ -9,8 +9,10 @@ import torch.nn.functional as F
 from fastai.vision.all import (IntToFloatTensor, Normalize, PILImage, RandomErasing, RandomResizedCropGPU, RandTransform,
                                Resize, ResizeMethod, TensorImage, Transform)
 from PIL import Image, ImageOps
+from torchvision.io import decode_jpeg, encode_jpeg
+from torchvision.transforms.v2 import functional as TF
 
-__all__ = ['REPORT_MEAN', 'REPORT_STD', 'REPORT_CROP', 'FaceImage', 'CenterCropFrac', 'ToFloatImage', 'ReportAugment',
+__all__ = ['REPORT_MEAN', 'REPORT_STD', 'REPORT_CROP', 'FaceImage', 'CenterCropFrac', 'ToFloatImage', 'ReportAugment', 'CameraAugment',
            'flip_rotate', 'jitter_matrices', 'colour_to_float', 'item_tfms', 'batch_tfms']
 
 REPORT_MEAN = (0.548, 0.504, 0.479)
@@ -133,18 +135,54 @@ class ReportAugment(RandTransform):
         return TensorImage(colour_to_float(xf.view(n, c, h, w), m, t))
 
 
+class CameraAugment(RandTransform):
+    """Per item with probability `p`: the look of another camera, each part with probability 1/2: down-scaled to
+    `scale` of its side and back (a small or soft photo), JPEG at `quality`, Gaussian blur; uint8 in, uint8 out."""
+    order, split_idx = 4, 0   # before ReportAugment turns the uint8 batch into floats
+
+    def __init__(self, p: float = 0.5, scale=(0.3, 0.9), quality=(25, 90), sigma=(0.3, 1.5)):
+        super().__init__(p=1.0)
+        self.prob, self.scale, self.quality, self.sigma = p, scale, quality, sigma
+
+    def before_call(self, b, split_idx):
+        super().before_call(b, split_idx)
+        x = b[0] if isinstance(b, tuple) else b
+        n = x.shape[0]
+        on = torch.rand(n) < self.prob
+        self.parts = on[:, None] & (torch.rand(n, 3) < 0.5)              # (down-scale, JPEG, blur) per item
+        self.factor = torch.empty(n).uniform_(*self.scale)
+        self.q = torch.randint(self.quality[0], self.quality[1] + 1, (n,))
+        self.s = torch.empty(n).uniform_(*self.sigma)
+
+    def encodes(self, x: TensorImage):
+        if x.is_floating_point() or not self.parts.any(): return x
+        x = x.as_subclass(torch.Tensor).clone()
+        h, w = x.shape[-2:]
+        for i in self.parts.any(1).nonzero().flatten().tolist():
+            img = x[i]
+            if self.parts[i, 0]:
+                small = [max(8, round(h * float(self.factor[i]))), max(8, round(w * float(self.factor[i])))]
+                img = TF.resize(TF.resize(img, small, antialias=True), [h, w], antialias=True)
+            if self.parts[i, 1]: img = decode_jpeg(encode_jpeg(img.cpu(), quality=int(self.q[i]))).to(x.device)
+            if self.parts[i, 2]: img = TF.gaussian_blur(img, [5, 5], [float(self.s[i])])
+            x[i] = img
+        return TensorImage(x)
+
+
 def item_tfms(size: int, crop: float = REPORT_CROP) -> list:
     "Per-image transforms: centre crop then squish-resize to `size` x `size`."
     return [CenterCropFrac(crop), Resize(size, method=ResizeMethod.Squish)]
 
 
 def batch_tfms(augment: bool = True, mean=REPORT_MEAN, std=REPORT_STD, size: int | None = None, rrc_scale: float = 1.0,
-               cutout: float = 0.0) -> list:
+               cutout: float = 0.0, camera: float = 0.0) -> list:
     """Batch transforms: uint8 -> float, the report's augmentations (training only) and normalisation.
 
     Beyond the report (training only): fastai's `RandomResizedCropGPU` keeping at least `rrc_scale` of the area
-    (1.0 = off; needs `size`) and `RandomErasing` (cutout) with probability `cutout` after normalisation."""
+    (1.0 = off; needs `size`), `RandomErasing` (cutout) with probability `cutout` after normalisation, and
+    `CameraAugment` (another camera's look) with probability `camera` before the report's augmentations."""
     tfms = [ToFloatImage()] + ([ReportAugment()] if augment else []) + [Normalize.from_stats(mean, std)]
+    if augment and camera > 0: tfms.append(CameraAugment(camera))
     if augment and rrc_scale < 1.0 and size: tfms.append(RandomResizedCropGPU(size, min_scale=rrc_scale))
     if augment and cutout > 0: tfms.append(RandomErasing(p=cutout, max_count=1))
     return tfms

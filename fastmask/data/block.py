@@ -201,7 +201,7 @@ def task_dls(df: pd.DataFrame, task: str, size: int = 224, bs: int = 64, age_cut
              valid_pct: float = 0.15, split_seed: int = 156, balanced: bool | None = None, seed: int = 0,
              crop: float = REPORT_CROP, augment: bool = True, num_workers: int | None = None, splits=None,
              device=None, cache: bool | None = None, stats=None, rrc_scale: float = 1.0, cutout: float = 0.0,
-             per_person: int = 0) -> DataLoaders:
+             per_person: int = 0, camera: float = 0.0) -> DataLoaders:
     "DataLoaders of one task; the mask task draws balanced 1:1:1 batches by default; images from the cache by default.\n\n    `stats`: (mean, std) of the normalisation (default the report's)."
     df = df.reset_index(drop=True)
     splits = person_split(df, valid_pct, split_seed) if splits is None else splits
@@ -214,7 +214,7 @@ def task_dls(df: pd.DataFrame, task: str, size: int = 224, bs: int = 64, age_cut
     else: kw = dict(dl_type=WorkerBatchDL)
     nw = default_workers() if num_workers is None else num_workers
     dblock = task_datablock(df, task, splits, size, age_cut, crop, augment, _use_cache(cache), stats,
-                            rrc_scale=rrc_scale, cutout=cutout)
+                            rrc_scale=rrc_scale, cutout=cutout, camera=camera)
     return dblock.dataloaders(df, bs=bs, num_workers=nw, device=device, **kw)
 
 

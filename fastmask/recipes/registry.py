@@ -57,6 +57,7 @@ class Recipe:
     freeze_lr: float | None = None        # head phase lr (one-cycle), then slice(lr / lr_mult, lr); None: fine_tune's
     probe_photos: int = 0                 # head_init='probe': photos a person the probe is fitted on (0 = all)
     head_init: str = ''                   # 'probe': start the head from a linear probe fitted on frozen features
+    calibrate: tuple = ()                 # tasks whose decision thresholds are fitted to macro F1 on the validation people
     drop_rate: float = 0.0                # dropout before the classifier (timm)
     drop_path_rate: float = 0.0           # stochastic depth (timm)
     # --- augmentation and regularisation beyond the report's transforms --------------------------------------------
@@ -64,6 +65,7 @@ class Recipe:
     resize_from: float = 1.0              # progressive resizing: first training size as a fraction of `size` (1 = off)
     resize_until: float = 0.5             # progressive resizing: share of training after which batches are full size
     cutout: float = 0.0                   # probability of a random erasing per image (0 = off)
+    camera: float = 0.0                   # probability per image of another camera's look: down-scaling, JPEG, blur (0 = off)
     mixup: float = 0.0                    # MixUp alpha (0 = off)
     cutmix: str = ''                      # 'halves': CutMix of vertical halves, labels mixed by area (top entries)
     cutmix_p: float = 1.0                 # probability of a CutMix batch

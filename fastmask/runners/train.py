@@ -12,7 +12,7 @@ from fastai.callback.progress import CSVLogger
 from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
 from fastai.learner import Learner
 from fastai.metrics import F1Score, accuracy
-from fastai.torch_core import default_device, set_seed
+from fastai.torch_core import default_device, get_model, set_seed
 
 from fastmask.callbacks.checkpoint import CheckpointCallback, load_finished
 from fastmask.callbacks.cutmix import apply_cutmix
@@ -27,6 +27,7 @@ from fastmask.data.augment import REPORT_MEAN, REPORT_STD
 from fastmask.data.block import person_split, task_dls, task_labels
 from fastmask.data.sampling import apply_sampling
 from fastmask.errors import RecipeError
+from fastmask.inference.calibration import fit_offsets, shift_logits
 from fastmask.inference.predict import combine_tasks, predict_paths, write_submission
 from fastmask.inference.scoring import score_eval, scores
 from fastmask.io import save_npy, write_csv
@@ -45,7 +46,7 @@ from fastmask.runs import epochs_logged
 from fastmask.sources.datasource import DataSource
 from fastmask.sources.open import as_source
 
-__all__ = ['TaskLearner', 'learner', 'build_learner', 'learner_stats', 'task_callbacks', 'fit_task', 'probe_head', 'run_train', 'metric_name',
+__all__ = ['TaskLearner', 'learner', 'build_learner', 'learner_stats', 'task_callbacks', 'fit_task', 'probe_head', 'calibrate', 'run_train', 'metric_name',
            'valid_frame']
 
 
@@ -84,7 +85,7 @@ def build_learner(recipe: Recipe, data, task: str | None = None, weights=None, s
     dls = task_dls(src.train, task, size=r.size, bs=r.bs, age_cut=r.age_cut, valid_pct=r.valid_pct,
                    split_seed=r.split_seed, balanced=draw, seed=r.seed, crop=r.crop,
                    num_workers=rt.num_workers, splits=splits, stats=stats, rrc_scale=r.rrc_scale, cutout=r.cutout,
-                   cache=rt.cache, per_person=r.people_photos)
+                   cache=rt.cache, per_person=r.people_photos, camera=r.camera)
     n = len(task_names(task))
     timm_kw = {k: v for k, v in dict(drop_rate=r.drop_rate, drop_path_rate=r.drop_path_rate).items() if v}
     model = create_model(r.arch, n, pretrained=r.pretrained, weights=weights, head=r.head, **timm_kw)
@@ -142,6 +143,8 @@ def fit_task(learn: TaskLearner, run_dir: Path, cbs=()) -> TaskLearner:
     r, task, run_dir = learn.recipe, learn.task, Path(run_dir).resolve()
     rd = RunDir(run_dir)
     learn.path, learn.model_dir = run_dir, '.'
+    if bad := [t for t in r.calibrate if t not in r.tasks]:
+        raise RecipeError(f"calibrate names {', '.join(bad)}, not a task of recipe {r.name} ({', '.join(r.tasks)})")
     if r.head_init == 'probe': probe_head(learn)
     elif r.head_init: raise RecipeError(f"unknown head_init '{r.head_init}' (probe or empty)")
     log = str(rd.metrics(task))
@@ -159,10 +162,20 @@ def fit_task(learn: TaskLearner, run_dir: Path, cbs=()) -> TaskLearner:
         main.append(CheckpointCallback(rd.checkpoint(task)))  # resumes from it when it exists
         _fit(learn, r.epochs, lr, r, main)
     rd.best(task).unlink(missing_ok=True)
+    cal = dict(calibration=calibrate(learn).tolist()) if task in r.calibrate else {}
     save_model(rd.model(task), learn.model, arch=r.arch, task=task, n_out=len(task_names(task)), size=r.size,
-               crop=r.crop, age_cut=r.age_cut, head=r.head, stats=learn.stats)
+               crop=r.crop, age_cut=r.age_cut, head=r.head, stats=learn.stats, **cal)
     for ck in (rd.checkpoint(task), head_ck): ck.unlink(missing_ok=True)
     return learn
+
+
+def calibrate(learn: TaskLearner) -> np.ndarray:
+    "Fit the task's decision offsets to macro F1 on the validation people and add them to the classifier's bias."
+    with learner_bars(learn):
+        p, y = learn.get_preds(dl=learn.dls.valid, act=lambda x: torch.softmax(x.float(), -1))
+    offsets = fit_offsets(p.numpy(), y.numpy())
+    shift_logits(get_model(learn.model), offsets)
+    return offsets
 
 
 def probe_head(learn: TaskLearner) -> TaskLearner:

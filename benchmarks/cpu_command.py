@@ -1,0 +1,69 @@
+"""The whole command, per image-epoch: wall time of `fastmask recipe SPEC --tasks gender` on a labelled-faces CSV
+(probe head, every epoch with validation, scoring) divided by training images x epochs, and its ratio to a bare
+fp32 timm train step of the same backbone measured in the same process (issue "Rapid on any laptop CPU": today's
+`cpu_split_lite0` was 1.08x on an AVX2 EPYC).
+
+    python benchmarks/cpu_command.py --data FACES.csv [--task gender] [--out DIR] [SPEC ...]
+
+FACES.csv: `path,gender,age` (`benchmarks/transfer.py`'s `utk_csv(1000, ...)`). Prints the processor, the load
+average before and after each run, and one row per spec: wall seconds, ms an image-epoch, x the bare step, and the
+task's validation F1. Runs go to `--out` (a fresh temp folder by default), one at a time.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cpu_levers import bare_step  # noqa: E402
+from cpu_profile import processor  # noqa: E402
+
+from fastmask.io import read_json  # noqa: E402
+from fastmask.recipes.spec import resolve_spec  # noqa: E402
+from fastmask.runners.run import run_recipe  # noqa: E402
+
+DEFAULT = ['cpu_split_lite0', 'cpu_fast_lite0']
+
+
+def image_epochs(summary: dict, recipe, task: str) -> int:
+    "Training images x epochs of one task model (its logged epochs; `people_photos` draws fewer a person)."
+    epochs = summary.get('epochs', {}).get(task) or recipe.epochs
+    return int(summary['n_train']) * int(epochs)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('specs', nargs='*', default=DEFAULT)
+    ap.add_argument('--data', required=True, help='a labelled-faces CSV (path,gender,age)')
+    ap.add_argument('--task', default='gender')
+    ap.add_argument('--out', default=None)
+    ap.add_argument('--batches', type=int, default=8, help='batches of the bare step timing')
+    a = ap.parse_args()
+    out = Path(a.out or tempfile.mkdtemp(prefix='fastmask-command-'))
+    print(f'processor: {processor()}; torch {torch.__version__}, {torch.get_num_threads()} threads', flush=True)
+    first = resolve_spec(a.specs[0])
+    rows = []
+    for spec in a.specs:
+        r = resolve_spec(spec, tasks=(a.task,))
+        load0, t0 = os.getloadavg()[0], time.perf_counter()
+        run = run_recipe(r, a.data, out)
+        wall = time.perf_counter() - t0
+        s = read_json(run / 'summary.json')
+        rows.append((spec, wall, wall / image_epochs(s, r, a.task), s.get(f'valid_f1_{a.task}'), load0, os.getloadavg()[0]))
+    bare = bare_step(first.arch, first.size, first.bs, a.batches)
+    print(f'\nbare fp32 step: {first.arch} {first.size}px bs{first.bs}: {1000 * bare:.1f} ms an image '
+          f'(load average {os.getloadavg()[0]:.2f})')
+    print(f"\n{'spec':<40} {'wall s':>7} {'ms/img-epoch':>13} {'x bare':>7} {'F1 ' + a.task:>10}  load before/after")
+    for spec, wall, per, f1, l0, l1 in rows:
+        print(f'{spec:<40} {wall:7.0f} {1000 * per:13.1f} {per / bare:7.2f} {f1 if f1 is not None else float("nan"):10.4f}  {l0:.2f}/{l1:.2f}')
+    print(f'\nruns under {out}')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,83 @@
+"""Decision calibration: offsets fitted to macro F1 on validation people, baked into the classifier's bias."""
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import f1_score
+
+from fastmask.inference.calibration import apply_offsets, fast_macro_f1, fit_offsets, shift_logits
+
+
+@pytest.mark.parametrize('seed', range(4))
+def test_fast_macro_f1_is_sklearns(seed):
+    rng = np.random.default_rng(seed)
+    y, p = rng.integers(0, 3, 200), rng.integers(0, 3 if seed else 2, 200)   # seed 0: a class never predicted
+    assert fast_macro_f1(y, p, 3) == pytest.approx(f1_score(y, p, average='macro'))
+
+
+def _shifted(n=900, seed=0, shift=(1.5, 0.0, -1.5)):
+    "Well-separated logits whose decisions a constant offset has pushed towards class 0 (a domain's prior shift)."
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    logits = rng.normal(0, 1, (n, 3)) + 2.5 * np.eye(3)[y] + np.asarray(shift)
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    return p / p.sum(1, keepdims=True), y
+
+
+def test_offsets_undo_a_shift_and_carry_over_to_new_people():
+    p, y = _shifted(seed=0)
+    b = fit_offsets(p, y)
+    before, after = fast_macro_f1(y, p.argmax(1), 3), fast_macro_f1(y, apply_offsets(p, b).argmax(1), 3)
+    assert after > before + 0.05 and b[0] < b[2] and abs(b.sum()) < 1e-9
+    q, z = _shifted(seed=1)                                         # other people, same shift: the offsets still help
+    assert fast_macro_f1(z, apply_offsets(q, b).argmax(1), 3) > fast_macro_f1(z, q.argmax(1), 3) + 0.05
+
+
+def test_offsets_stay_zero_where_decisions_are_already_best():
+    p, y = _shifted(shift=(0, 0, 0))
+    p = 0.9 * np.eye(3)[y] + 0.05                                    # every decision right already
+    assert np.array_equal(fit_offsets(p, y), np.zeros(3))
+
+
+def test_shift_logits_is_apply_offsets_on_the_model():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    x = torch.randn(20, 5)
+    before = model(x).softmax(-1).detach().numpy()
+    shift_logits(model, [0.7, -0.2, -0.5])
+    after = model(x).softmax(-1).detach().numpy()
+    assert np.allclose(after, apply_offsets(before, [0.7, -0.2, -0.5]), atol=1e-5)
+    with pytest.raises(ValueError, match='4 outputs'): shift_logits(model, [0, 0, 0, 0])
+
+
+def test_calibrated_task_model_file_records_offsets_and_predicts_with_them(tiny_demo, tmp_path):
+    "The offsets are fitted on the validation people's raw predictions and baked into the saved model's decisions."
+    from fastmask.inference.predict import load_task_model, model_probs
+    from fastmask.recipes import resolve
+    from fastmask.rundir import RunDir
+    from fastmask.runners.train import build_learner, fit_task
+    from fastmask.runtime import Runtime
+    rt = Runtime(num_workers=0)
+    r = resolve('cpu_split_lite0', quick=True, size=32, bs=16, epochs=1, tasks=('gender',), calibrate=('gender',),
+                pretrained=False, head_init='')   # an untrained body: decisions a shift improves
+    learn = fit_task(build_learner(r, tiny_demo, 'gender', runtime=rt), tmp_path)
+    model, meta = load_task_model(RunDir(tmp_path).model('gender'))
+    offsets = np.asarray(meta['calibration'])
+    assert offsets.shape == (2,) and np.abs(offsets).max() > 0             # the 1-epoch tiny model's decisions moved
+    paths = learn.dls.valid.items['path']
+    calibrated = model_probs(model, meta, paths, runtime=rt)
+    shift_logits(model, -offsets)
+    raw = model_probs(model, meta, paths, runtime=rt)
+    y = learn.dls.valid.items['gender'].to_numpy().astype(int)
+    assert np.allclose(fit_offsets(raw, y), offsets, atol=1e-6)            # fitted on the validation people
+    assert np.allclose(calibrated, apply_offsets(raw, offsets), atol=1e-4)  # and in the file's own predictions
+    assert fast_macro_f1(y, calibrated.argmax(1), 2) > fast_macro_f1(y, raw.argmax(1), 2)
+
+
+def test_calibrate_must_name_a_task_of_the_recipe(tiny_demo, tmp_path):
+    from fastmask.errors import RecipeError
+    from fastmask.recipes import resolve
+    from fastmask.runners.train import build_learner, fit_task
+    from fastmask.runtime import Runtime
+    r = resolve('cpu_split_lite0', quick=True, size=32, bs=16, epochs=1, calibrate=('colour',))
+    with pytest.raises(RecipeError, match="calibrate names colour"):
+        fit_task(build_learner(r, tiny_demo, 'gender', runtime=Runtime(num_workers=0)), tmp_path)

@@ -23,6 +23,7 @@ def test_variants_get_their_own_name_and_description():
     assert v.description.startswith(base.description) and 'changed: bn=train, seed=3' in v.description
     assert resolve_spec('cpu_split_lite0[size=192]', size=96).size == 192   # the spec's own settings win
     assert resolve_spec('cpu_split_lite0', size=96).name == 'cpu_split_lite0'
+    assert resolve_spec('cpu_fast_lite0[calibrate=age]').name == 'cpu_fast_lite0~calibrate=age'   # a tuple field
     t = resolve_spec('cpu_split_lite0[task_overrides=age:loss:f1]')
     assert t.name == 'cpu_split_lite0~age.loss=f1' and t.for_task('age').loss == 'f1'
     assert t.for_task('mask').rrc_scale == base.for_task('mask').rrc_scale != base.rrc_scale   # the recipe's own kept

@@ -38,7 +38,8 @@ def spec_name(spec: str) -> str:
 def variant(r: Recipe, changes: dict) -> Recipe:
     "The recipe under its variant name (`recipe~bn=train`) with what changed in its description; `r` when nothing did."
     if not changes: return r
-    tag = ','.join(f'{k}={v}' for k, v in changes.items() if k != 'task_overrides')
+    word = lambda v: ':'.join(map(str, v)) if isinstance(v, tuple) else v   # `calibrate=age`, not `calibrate=age,`
+    tag = ','.join(f'{k}={word(v)}' for k, v in changes.items() if k != 'task_overrides')
     if 'task_overrides' in changes: tag += ',' + ','.join(f'{t}.{k}={v}' for t, ch in changes['task_overrides'] for k, v in ch)
     tag = re.sub(r'[^A-Za-z0-9_.=,-]+', '', tag.strip(','))
     return replace(r, name=f'{r.name}~{tag}', description=f"{r.description} [changed: {tag.replace(',', ', ')}]")

@@ -1,7 +1,7 @@
 """The whole command, per image-epoch: wall time of `fastmask recipe SPEC --tasks gender` on a labelled-faces CSV
-(probe head, every epoch with validation, scoring) divided by training images x epochs, and its ratio to a bare
-fp32 timm train step of the same backbone measured in the same process (issue "Rapid on any laptop CPU": today's
-`cpu_split_lite0` was 1.08x on an AVX2 EPYC).
+(probe head, the epochs with their validation passes, scoring) divided by training images x epochs, and its ratio to a bare
+fp32 timm train step of the same backbone measured in the same process, the best of one timing before the runs and
+the rest after them (issue "Rapid on any laptop CPU": today's `cpu_split_lite0` was 1.08x on an AVX2 EPYC).
 
     python benchmarks/cpu_command.py --data FACES.csv [--task gender] [--out DIR] [SPEC ...]
 
@@ -44,10 +44,12 @@ def main():
     ap.add_argument('--task', default='gender')
     ap.add_argument('--out', default=None)
     ap.add_argument('--batches', type=int, default=8, help='batches of the bare step timing')
+    ap.add_argument('--rounds', type=int, default=3, help='bare step timings (one before the runs, the rest after): the best counts')
     a = ap.parse_args()
     out = Path(a.out or tempfile.mkdtemp(prefix='fastmask-command-'))
     print(f'processor: {processor()}; torch {torch.__version__}, {torch.get_num_threads()} threads', flush=True)
     first = resolve_spec(a.specs[0])
+    bare_times = [bare_step(first.arch, first.size, first.bs, a.batches)]
     rows = []
     for spec in a.specs:
         r = resolve_spec(spec, tasks=(a.task,))
@@ -56,9 +58,11 @@ def main():
         wall = time.perf_counter() - t0
         s = read_json(run / 'summary.json')
         rows.append((spec, wall, wall / image_epochs(s, r, a.task), s.get(f'valid_f1_{a.task}'), load0, os.getloadavg()[0]))
-    bare = bare_step(first.arch, first.size, first.bs, a.batches)
-    print(f'\nbare fp32 step: {first.arch} {first.size}px bs{first.bs}: {1000 * bare:.1f} ms an image '
-          f'(load average {os.getloadavg()[0]:.2f})')
+    bare_times += [bare_step(first.arch, first.size, first.bs, a.batches) for _ in range(a.rounds - 1)]
+    bare = min(bare_times)
+    print(f'\nbare fp32 step: {first.arch} {first.size}px bs{first.bs}: {1000 * bare:.1f} ms an image, best of '
+          f'{len(bare_times)} timings of {a.batches} batches ({", ".join(f"{1000 * t:.1f}" for t in bare_times)}; '
+          f'load average {os.getloadavg()[0]:.2f})')
     print(f"\n{'spec':<40} {'wall s':>7} {'ms/img-epoch':>13} {'x bare':>7} {'F1 ' + a.task:>10}  load before/after")
     for spec, wall, per, f1, l0, l1 in rows:
         print(f'{spec:<40} {wall:7.0f} {1000 * per:13.1f} {per / bare:7.2f} {f1 if f1 is not None else float("nan"):10.4f}  {l0:.2f}/{l1:.2f}')

@@ -31,14 +31,15 @@ ALL = [r.name for r in list_recipes()]
 
 #: the smoke run of every recipe: quick mode at 32 px, one epoch (SWA averages it), batches the tiny demo fills
 TINY = dict(quick=True, size=32, epochs=1, bs=16)
-#: k-fold recipes in the smoke run: two folds of the tiny demo's 12 training people
+#: k-fold recipes in the smoke run: two folds of the tiny demo's 12 training people, batches of 8 (a fold's 6 people
+#: give the mask model 12 photos an epoch at 2 photos a person: no batch of 16)
 SMOKE_FOLDS = 2
 
 
 def _smoke(name: str) -> Recipe:
     "The smoke-run version of a recipe (`TINY`; k-fold recipes with `SMOKE_FOLDS` folds)."
     r = resolve(name, **TINY)
-    return resolve(name, **TINY, folds=SMOKE_FOLDS) if r.kind == 'kfold' else r
+    return resolve(name, **dict(TINY, bs=8), folds=SMOKE_FOLDS) if r.kind == 'kfold' else r
 
 
 def _needs(r: Recipe) -> set[str]:
@@ -231,3 +232,14 @@ def test_same_settings_ignores_only_the_words():
     r = get_recipe('cpu_split_lite0')
     assert r.same_settings(replace(r, description='reworded', report='LB 0.7'))
     assert not r.same_settings(replace(r, lr=r.lr * 2)) and not r.same_settings(replace(r, name='other'))
+
+
+def test_cpu_split_is_the_full_recipe_with_speed_levers_only():
+    "cpu_split_lite0 trains like cpu_full_lite0 (LP-FT) with less work: nothing else differs."
+    full, split = get_recipe('cpu_full_lite0'), get_recipe('cpu_split_lite0')
+    a, b = full.settings(), split.settings()
+    assert {k for k in a if a[k] != b[k]} == {'name', 'frozen_stages', 'resize_from', 'valid_last', 'probe_photos',
+                                              'task_overrides'}
+    assert [split.for_task(t).people_photos for t in ('mask', 'gender', 'age')] == [2, 0, 0]
+    assert split.for_task('mask').rrc_scale == full.for_task('mask').rrc_scale < 1   # the mask model's crops kept
+    assert get_recipe('cpu_fast_lite0').for_task('gender').people_photos == 2

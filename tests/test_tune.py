@@ -222,6 +222,7 @@ def test_split_recipe_steps_increase_across_tasks(tmp_path, tiny_demo):
 
 
 def test_pruning_callback_is_off_under_lr_find_and_prunes_a_fit(tiny_demo):
+    from fastmask.callbacks.validation import ValidateLast
     from fastmask.runners.train import build_learner
 
     class Trial:
@@ -236,6 +237,10 @@ def test_pruning_callback_is_off_under_lr_find_and_prunes_a_fit(tiny_demo):
     assert trial.reports == []                                                          # lr_find: the callback is off
     with pytest.raises(optuna.TrialPruned, match='pruned at step 0'), learn.no_bar(): learn.fit(2, 1e-3)
     assert [s for s, _ in trial.reports] == [0] and len(learn.recorder.values) == 1     # stopped after one epoch
+    trial.reports.clear()
+    learn.add_cb(ValidateLast(1))       # epochs without validation report nothing, so prune nothing; steps go on
+    with pytest.raises(optuna.TrialPruned, match='pruned at step 4'), learn.no_bar(): learn.fit(3, 1e-3)
+    assert [s for s, _ in trial.reports] == [4]                                          # the first fit's 2, then 2
 
 
 def test_ctrl_c_names_the_command_that_continues(tmp_path, tiny_demo):

@@ -10,15 +10,19 @@ import time
 from fastai.callback.core import Callback
 from fastai.callback.progress import ProgressCallback
 
+from fastmask.callbacks.validation import validated_epochs
+
 __all__ = ['ExpectedTime', 'expected_seconds', 'human_seconds']
 
 #: validation batches cost about this share of a training batch (a forward pass, no backward or optimizer step)
 VALID_SHARE = 1 / 3
 
 
-def expected_seconds(batch_s: float, n_train: int, n_valid: int, epochs: int) -> float:
-    "Seconds of `epochs` epochs of `n_train` training and `n_valid` validation batches at `batch_s` a training batch."
-    return batch_s * (n_train + VALID_SHARE * n_valid) * epochs
+def expected_seconds(batch_s: float, n_train: int, n_valid: int, epochs: int, validated: int | None = None) -> float:
+    """Seconds of `epochs` epochs of `n_train` training and `n_valid` validation batches at `batch_s` a training batch,
+    `validated` of them with their validation pass (default: all)."""
+    validated = epochs if validated is None else validated
+    return batch_s * (n_train * epochs + VALID_SHARE * n_valid * validated)
 
 
 def human_seconds(s: float) -> str:
@@ -57,7 +61,9 @@ class ExpectedTime(Callback):
         batch_s = (time.perf_counter() - self.t0) / measure
         left = self.n_epoch - self.first
         n_valid = len(self.dls.valid) if self.dls.valid is not None else 0
-        total = expected_seconds(batch_s, n_train, n_valid, left)
+        vl = getattr(self, 'validate_last', None)   # ValidateLast: only the last epochs are validated
+        total = expected_seconds(batch_s, n_train, n_valid, left,
+                                 validated_epochs(self.n_epoch, vl.epochs, self.first) if vl is not None else None)
         self.log(f"{self.prefix}expected time: about {human_seconds(total)} for {left} epoch{'s' if left != 1 else ''} "
                  f"({batch_s:.2f} s a batch on the first {measure}, {n_train} + {n_valid} batches an epoch)", flush=True)
         self.said = True

@@ -39,6 +39,7 @@ class Recipe:
     people_photos: int = 0                # per-person draws (mask, draw_people): photos a person per epoch of the 3 (0 = all)
     patience: int | None = None           # early stopping patience (epochs)
     monitor: str = 'f1'                   # 'f1' (macro F1, higher is better) or 'valid_loss'
+    valid_last: int = 0                   # validate only in the last N epochs (0 = every epoch); the best is among them
     swa_start: int | None = None          # first epoch (0-based) averaged by SWA
     swa_lr: float | None = None           # constant learning rate during SWA (default: lr)
     valid_pct: float = 0.15

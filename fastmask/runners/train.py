@@ -23,6 +23,7 @@ from fastmask.callbacks.speed import accelerate
 from fastmask.callbacks.swa import SWACallback
 from fastmask.callbacks.trackers import tracker_callbacks
 from fastmask.callbacks.transfer import BN_MODES, FrozenBN, FrozenStages
+from fastmask.callbacks.validation import ValidateLast
 from fastmask.data.augment import REPORT_MEAN, REPORT_STD
 from fastmask.data.block import person_split, task_dls, task_labels
 from fastmask.data.sampling import apply_sampling
@@ -110,9 +111,10 @@ def learner(name: str | Recipe = 'baseline_mobilenetv2', data='demo', task: str 
 
 
 def task_callbacks(r: Recipe, task: str, run_dir: Path, append: bool = False) -> list:
-    "Callbacks of one task's fit: CSV log, early stopping, best-by-metric checkpoint or SWA."
+    "Callbacks of one task's fit: CSV log, validation in the last epochs, early stopping, best-by-metric checkpoint or SWA."
     name, comp = metric_name(r.monitor)
     cbs = [CSVLogger(fname=str(RunDir(run_dir).metrics(task)), append=append)]
+    if r.valid_last: cbs.append(ValidateLast(r.valid_last))
     if r.patience is not None: cbs.append(EarlyStoppingCallback(monitor=name, comp=comp, patience=r.patience))
     if r.swa_start is not None:
         cbs.append(SWACallback(start_epoch=r.swa_start, swa_lr=r.swa_lr or r.lr))

@@ -10,6 +10,7 @@ space, and a worker started with other settings is refused.
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 import warnings
@@ -72,7 +73,7 @@ class PruningCallback(Callback):
 
     def after_epoch(self):
         v = self.recorder.values[-1][self.idx] if self.recorder.values else None
-        if v is None: return
+        if v is None or math.isnan(v): return      # an epoch without validation (`valid_last`) reports nothing
         self.trial.report(float(v), self.offset + self.epoch)
         if self.trial.should_prune():
             self.pruned = True

@@ -13,13 +13,17 @@ from fastai.callback.core import Callback, CancelValidException
 from fastai.callback.tracker import TrackerCallback
 from fastai.learner import Recorder
 
-__all__ = ['ValidateLast', 'validated_epochs']
+__all__ = ['ValidateLast', 'first_validated', 'validated_epochs']
+
+
+def first_validated(n_epoch: int, last: int) -> int:
+    "The first epoch (0-based) of an `n_epoch` fit that runs its validation pass when only the `last` ones do (0 = all)."
+    return max(0, n_epoch - last) if last else 0
 
 
 def validated_epochs(n_epoch: int, last: int, start: int = 0) -> int:
     "How many of epochs `start..n_epoch-1` are validated when only the `last` ones are (0 = all)."
-    first = max(0, n_epoch - last) if last else 0
-    return n_epoch - max(first, start)
+    return n_epoch - max(first_validated(n_epoch, last), start)
 
 
 class ValidateLast(Callback):
@@ -32,7 +36,7 @@ class ValidateLast(Callback):
     def before_fit(self): self.run = not hasattr(self, 'lr_finder') and not hasattr(self, 'gather_preds')
 
     def before_validate(self):
-        self.skipped = self.epoch < self.n_epoch - self.epochs
+        self.skipped = self.epoch < first_validated(self.n_epoch, self.epochs)
         for cb in self.learn.cbs.filter(lambda c: isinstance(c, TrackerCallback)): cb.run = not self.skipped
         if self.skipped: raise CancelValidException()
 

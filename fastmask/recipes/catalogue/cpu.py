@@ -3,6 +3,7 @@ that beats it (LP-FT: the head starts from the probe, then the whole network tra
 the body's BatchNorm keeps its running statistics). Settings measured on 2 cores (`benchmarks/transfer.py`)."""
 from fastmask.models.lite0 import ARCH
 from fastmask.recipes.registry import SPLIT_TASKS, Recipe, register
+from fastmask.recipes.spec import merge_task_overrides
 
 #: shared by the CPU recipes: backbone statistics (0.5/0.5 for Lite0); `auto`: fp32 + channels-last on an AVX2 or AVX-512 CPU
 CPU = dict(arch=ARCH, pretrained=True, norm='pretrained', bs=32, valid_pct=0.15)
@@ -28,7 +29,7 @@ LPFT = dict(head_init='probe', bn='frozen', epochs=6, lr=1e-3, lr_mult=5.0, size
 #: (its F1 is 0.99+ from the first epochs), the probe head fitted on 2 photos a person. Against LPFT: 0.42-0.50x
 #: the wall time, eval people F1 (18) 0.604 +- 0.003 against 0.597 +- 0.007 (probe 0.468).
 FINE = dict(LPFT, frozen_stages=4, resize_from=0.75, valid_last=2, probe_photos=2,
-            task_overrides=(('mask', (('rrc_scale', 0.5), ('people_photos', 2))),))
+            task_overrides=merge_task_overrides(LPFT['task_overrides'], (('mask', (('people_photos', 2),)),)))
 
 register(Recipe(
     name='cpu_split_lite0',

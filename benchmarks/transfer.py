@@ -28,16 +28,19 @@ from fastmask.runners.run import run_recipe
 SHARED = Path(__file__).resolve().parents[1].parent / 'shared' / 'data'
 
 
-def utk_csv(n: int, out: Path, seed: int = 0, ages=(1, 116)) -> Path:
-    "A labels CSV of `n` random UTKFace crops: path, gender (0 male, 1 female), age in years."
+def utk_csv(n: int, out: Path, seed: int = 0, ages=(1, 116), exclude: Path | None = None) -> Path:
+    """A labels CSV of `n` random UTKFace crops: path, gender (0 male, 1 female), age in years; `exclude`: a labels
+    CSV whose faces are left out (held-out faces for runs trained on it, named `...-not-{its stem}.csv`)."""
     rows = []
     for p in sorted((SHARED / 'utkface' / 'images').glob('*.jpg')):
         parts = p.name.split('_')
         if len(parts) < 4 or not parts[0].isdigit() or parts[1] not in ('0', '1'): continue
         if ages[0] <= int(parts[0]) <= ages[1]: rows.append((str(p), int(parts[1]), int(parts[0])))
     df = pd.DataFrame(rows, columns=['path', 'gender', 'age'])
+    if exclude is not None: df = df[~df['path'].isin(set(pd.read_csv(exclude)['path']))]
     df = df.sample(n=min(n, len(df)), random_state=seed).reset_index(drop=True)
-    csv = out / f'utkface-{len(df)}-s{seed}.csv'
+    rest = f'-not-{Path(exclude).stem}' if exclude is not None else ''
+    csv = out / f'utkface-{len(df)}-s{seed}{rest}.csv'
     csv.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(csv, index=False)
     return csv

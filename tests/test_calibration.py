@@ -1,5 +1,6 @@
 """Decision calibration: offsets fitted to macro F1 on validation people, baked into the classifier's bias."""
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from sklearn.metrics import f1_score
@@ -74,10 +75,35 @@ def test_calibrated_task_model_file_records_offsets_and_predicts_with_them(tiny_
 
 
 def test_calibrate_must_name_a_task_of_the_recipe(tiny_demo, tmp_path):
+    "Refused when the recipe is made (the command line's --set, a --tasks that drops the task), before a run folder."
     from fastmask.errors import RecipeError
     from fastmask.recipes import resolve
-    from fastmask.runners.train import build_learner, fit_task
+    with pytest.raises(RecipeError, match="calibrate names colour"): resolve('cpu_split_lite0', calibrate=('colour',))
+    with pytest.raises(RecipeError, match=r"calibrate names age, not a task of recipe cpu_split_lite0 \(gender\)"):
+        resolve('cpu_split_lite0', calibrate=('age',), tasks=('gender',))
+    assert resolve('cpu_split_lite0', calibrate=('age',)).calibrate == ('age',)
+    from test_cli_errors import _invoke
+    line = _invoke('recipe', 'cpu_split_lite0', '--data', tiny_demo, '--out', tmp_path, '--set', 'calibrate=colour')
+    assert 'calibrate names colour' in line and not list(tmp_path.iterdir())
+
+
+def test_a_calibrated_run_scores_validation_with_one_pass(tiny_demo, tmp_path, monkeypatch):
+    "The run's validation probabilities are calibration's pass with the offsets applied: what the saved model predicts."
+    from fastai.learner import Learner
+    from fastmask.inference.predict import load_task_model, model_probs
+    from fastmask.rundir import RunDir
+    from fastmask.runners.run import run_recipe
+    from fastmask.recipes import resolve
     from fastmask.runtime import Runtime
-    r = resolve('cpu_split_lite0', quick=True, size=32, bs=16, epochs=1, calibrate=('colour',))
-    with pytest.raises(RecipeError, match="calibrate names colour"):
-        fit_task(build_learner(r, tiny_demo, 'gender', runtime=Runtime(num_workers=0)), tmp_path)
+    calls = []
+    get_preds = Learner.get_preds
+    monkeypatch.setattr(Learner, 'get_preds', lambda self, *a, **k: calls.append(1) or get_preds(self, *a, **k))
+    r = resolve('cpu_split_lite0', quick=True, size=32, bs=16, epochs=1, tasks=('gender',), calibrate=('gender',),
+                pretrained=False, head_init='')
+    rt = Runtime(num_workers=0)
+    rd = RunDir(run_recipe(r, tiny_demo, tmp_path, runtime=rt))
+    assert len(calls) == 1                                                  # calibration's pass, used for the scores
+    valid = np.load(rd.task_probs('gender'))
+    model, meta = load_task_model(rd.model('gender'))
+    paths = pd.read_csv(rd.valid_preds)['path']
+    assert np.allclose(valid, model_probs(model, meta, paths, runtime=rt), atol=1e-4)

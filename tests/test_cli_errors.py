@@ -109,6 +109,13 @@ def test_other_commands_bad_inputs(tiny_demo, tmp_path):
     assert 'already exists' in _invoke('data', 'demo', tiny_demo)
 
 
+def test_batch_larger_than_the_training_set_is_refused(tiny_demo, tmp_path):
+    "Every batch would be dropped (epochs of NaN): one line naming the data, and no run folder left behind."
+    line = _invoke('recipe', 'baseline_mobilenetv2', '--data', tiny_demo, '--out', tmp_path, '--bs', 4096,
+                   '--epochs', 1, '--size', 32, '--no-pretrained', '--workers', 0)
+    assert str(tiny_demo) in line and 'fewer than the batch size 4096' in line, line
+    assert not list(tmp_path.glob('*/*')), list(tmp_path.rglob('*'))
+
 def test_interrupt_names_resume_command(monkeypatch, tmp_path):
     import fastmask.runners.run as run
     from fastmask.callbacks.checkpoint import RunInterrupted

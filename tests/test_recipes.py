@@ -243,3 +243,9 @@ def test_cpu_split_is_the_full_recipe_with_speed_levers_only():
     assert [split.for_task(t).people_photos for t in ('mask', 'gender', 'age')] == [2, 0, 0]
     assert split.for_task('mask').rrc_scale == full.for_task('mask').rrc_scale < 1   # the mask model's crops kept
     assert get_recipe('cpu_fast_lite0').for_task('gender').people_photos == 2
+
+
+def test_an_unknown_head_init_is_refused_when_the_recipe_is_made():
+    from fastmask.errors import RecipeError
+    with pytest.raises(RecipeError, match="unknown head_init 'linear_probe'"): resolve('cpu_split_lite0', head_init='linear_probe')
+    assert resolve('cpu_split_lite0', head_init='').head_init == ''

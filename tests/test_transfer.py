@@ -112,6 +112,24 @@ def test_probe_head_equals_logistic_regression():
         assert np.allclose(torch.softmax(torch.from_numpy(x) @ w.T + b, -1).numpy(), cv.predict_proba(x), atol=1e-4)
 
 
+def test_probe_fits_hold_blas_to_one_thread(monkeypatch):
+    "Both fits run with BLAS on one thread (its threads beside torch's OpenMP ones made a 0.5 s fit take 7 s)."
+    from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+    from threadpoolctl import threadpool_info
+    seen = []
+    for cls in (LogisticRegression, LogisticRegressionCV):
+        fit = cls.fit
+        def spy(self, *a, _fit=fit, **k):
+            seen.append(max(i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas'))
+            return _fit(self, *a, **k)
+        monkeypatch.setattr(cls, 'fit', spy)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(60, 4)).astype(np.float32), np.arange(60) % 2
+    probe.fit_head(x, y, 2, C=0.05)
+    probe.fit_head(x, y, 2)
+    assert len(seen) >= 2 and set(seen) == {1}
+
+
 def test_probe_folds_keep_people_together():
     rng = np.random.default_rng(1)
     people = np.repeat(np.arange(30), 5)           # five photos of each of 30 people, one label per person

@@ -20,8 +20,9 @@ from fastai.torch_core import default_device
 
 from fastmask.inference.predict import load_task_model, model_probs, run_kind, run_models, run_runtime, soft_vote, task_probs
 from fastmask.labels import TASKS
+from fastmask.models.fold import folded_inference_model
 from fastmask.runners.registry import get_hook
-from fastmask.runtime import Runtime, inference_model
+from fastmask.runtime import Runtime
 from fastmask.tools.evaluate import per_task, run_parts, run_tasks
 
 __all__ = ['Predictor', 'Leaf']
@@ -45,7 +46,7 @@ def _load(run_dir: Path) -> Leaf:
     models = {}
     for task, path in run_models(run_dir).items():
         model, meta = load_task_model(path)
-        models[task] = (inference_model(model, rt, dev), meta)
+        models[task] = (folded_inference_model(model, rt, dev), meta)
     return Leaf(run_dir, models=models, runtime=rt)
 
 

@@ -20,7 +20,8 @@ from fastmask.models.backbones import create_model
 from fastmask.progress import progress
 from fastmask.rundir import RunDir, load_model_file
 from fastmask.runners.registry import get_hook
-from fastmask.runtime import Runtime, autocast_ctx, inference_model
+from fastmask.models.fold import folded_inference_model
+from fastmask.runtime import Runtime, autocast_ctx
 
 __all__ = ['run_runtime', 'combine_tasks', 'split_tasks', 'as_18class', 'load_task_model', 'run_models', 'run_kind', 'task_probs', 'model_probs', 'predict_paths',
            'soft_vote', 'write_submission']
@@ -82,7 +83,7 @@ def load_task_model(path):
 def model_probs(model, meta, paths, bs: int = 64, runtime: Runtime | None = None, tta: bool = False) -> np.ndarray:
     "Softmax probabilities of one task model over image paths (validation transforms), at the runtime's precision."
     dev, rt = default_device(), runtime or Runtime()
-    model = inference_model(model, rt, dev)  # channels-last / compile per the runtime
+    model = folded_inference_model(model, rt, dev)  # BatchNorm folded, channels-last / compile per the runtime
     dl = infer_dl(paths, meta['size'], meta['crop'], bs=bs, num_workers=rt.num_workers, device=dev,
                   stats=meta.get('stats'), cache=rt.cache)
     out = []

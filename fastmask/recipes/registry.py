@@ -88,6 +88,13 @@ class Recipe:
     figure: str = 'optimizers.png'        # comparison: the curves figure's file name
     curve_task: str = 'all'               # comparison: the task whose curves are compared
 
+    def __post_init__(self):
+        "Settings that contradict each other are a one-line RecipeError when the recipe is made, before any run folder."
+        if bad := [t for t in self.calibrate if t not in self.tasks]:
+            raise RecipeError(f"calibrate names {', '.join(map(str, bad))}, not a task of recipe {self.name} "
+                              f"({', '.join(self.tasks)})")
+        if self.head_init not in ('', 'probe'): raise RecipeError(f"unknown head_init '{self.head_init}' (probe or empty)")
+
     def for_task(self, task: str) -> 'Recipe':
         "The recipe as seen by one task model (applies `task_overrides`)."
         for t, changes in self.task_overrides:

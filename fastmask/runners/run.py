@@ -9,6 +9,7 @@ member folder with a finished summary is reused, an unfinished one continues fro
 """
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import replace
 from datetime import datetime
@@ -84,8 +85,18 @@ def start_run(spec: RunSpec, src: DataSource | None = None, prep: Prepared | Non
     RunDir(run_dir).write_config(spec.to_config(prep))
     if prep: prep.write(run_dir)
     if on_start is not None: on_start(run_dir)
-    with interruptible(run_dir), tracking(spec.track, run_dir):
-        return finish_run(spec, src, run_dir, cbs=cbs, log=log)
+    written = _files(run_dir)
+    try:
+        with interruptible(run_dir), tracking(spec.track, run_dir):
+            return finish_run(spec, src, run_dir, cbs=cbs, log=log)
+    except FastmaskError:   # a user mistake found before anything was trained (too few images for a batch, ...)
+        if _files(run_dir) == written: shutil.rmtree(run_dir, ignore_errors=True)   # leaves no unfinished folder
+        raise
+
+
+def _files(d: Path) -> set:
+    "Every file under a folder with its size: what a run has written so far."
+    return {(str(p), p.stat().st_size) for p in d.rglob('*') if p.is_file()}
 
 
 def finish_run(spec: RunSpec, src: DataSource, run_dir: Path, cbs=(), log=print) -> Path:

@@ -27,8 +27,8 @@ from fastmask.callbacks.validation import ValidateLast
 from fastmask.data.augment import REPORT_MEAN, REPORT_STD
 from fastmask.data.block import person_split, task_dls, task_labels
 from fastmask.data.sampling import apply_sampling
-from fastmask.errors import RecipeError
-from fastmask.inference.calibration import fit_offsets, shift_logits
+from fastmask.errors import LayoutError, RecipeError
+from fastmask.inference.calibration import apply_offsets, fit_offsets, shift_logits
 from fastmask.inference.predict import combine_tasks, predict_paths, write_submission
 from fastmask.inference.scoring import score_eval, scores
 from fastmask.io import save_npy, write_csv
@@ -99,6 +99,9 @@ def build_learner(recipe: Recipe, data, task: str | None = None, weights=None, s
                         train_bn=(r.bn == 'train'))
     prepare_backends(rt, dls.device)   # cudnn: deterministic when asked, else benchmark on a GPU
     apply_resize(apply_cutmix(apply_sampling(learn)))
+    if len(learn.dls.train) == 0:   # every batch would be dropped: the epochs would train nothing and log NaN
+        raise LayoutError(f"{src.root}: {learn.dls.train.n} training images an epoch for task '{task}', fewer than "
+                          f"the batch size {r.bs}; use a smaller batch (--set bs=N) or more data")
     cl = False if r.opt in CONTIGUOUS_ONLY and rt.channels_last is None else None   # auto: never for those
     accelerate(learn, rt, channels_last=cl)  # autocast + channels-last where they pay
     return learn
@@ -145,10 +148,7 @@ def fit_task(learn: TaskLearner, run_dir: Path, cbs=()) -> TaskLearner:
     r, task, run_dir = learn.recipe, learn.task, Path(run_dir).resolve()
     rd = RunDir(run_dir)
     learn.path, learn.model_dir = run_dir, '.'
-    if bad := [t for t in r.calibrate if t not in r.tasks]:
-        raise RecipeError(f"calibrate names {', '.join(bad)}, not a task of recipe {r.name} ({', '.join(r.tasks)})")
     if r.head_init == 'probe': probe_head(learn)
-    elif r.head_init: raise RecipeError(f"unknown head_init '{r.head_init}' (probe or empty)")
     log = str(rd.metrics(task))
     head_ck = rd.checkpoint(f'{task}.head')
     lr = slice(r.lr / r.lr_mult, r.lr) if r.head_init else r.lr   # a probe head: small body rates from the start
@@ -172,11 +172,13 @@ def fit_task(learn: TaskLearner, run_dir: Path, cbs=()) -> TaskLearner:
 
 
 def calibrate(learn: TaskLearner) -> np.ndarray:
-    "Fit the task's decision offsets to macro F1 on the validation people and add them to the classifier's bias."
+    """Fit the task's decision offsets to macro F1 on the validation people and add them to the classifier's bias;
+    the validation probabilities with the offsets applied are kept as `learn.calibrated_valid` (no second pass)."""
     with learner_bars(learn):
         p, y = learn.get_preds(dl=learn.dls.valid, act=lambda x: torch.softmax(x.float(), -1))
     offsets = fit_offsets(p.numpy(), y.numpy())
     shift_logits(get_model(learn.model), offsets)
+    learn.calibrated_valid = torch.from_numpy(apply_offsets(p.numpy(), offsets))
     return offsets
 
 
@@ -221,8 +223,10 @@ def run_train(spec: RunSpec, src: DataSource, run_dir: Path, *, splits=None, cbs
     for task in tasks:
         learn = build_learner(recipe, src, task, weights=spec.weights, splits=splits, runtime=spec.runtime)
         learn = load_finished(learn, run_dir) if rd.model(task).is_file() else fit_task(learn, run_dir, cbs=cbs)
-        with learner_bars(learn):
-            p, _ = learn.get_preds(dl=learn.dls.valid, act=lambda x: torch.softmax(x.float(), -1))
+        p = getattr(learn, 'calibrated_valid', None)   # calibration's pass over the validation people, offsets applied
+        if p is None:
+            with learner_bars(learn):
+                p, _ = learn.get_preds(dl=learn.dls.valid, act=lambda x: torch.softmax(x.float(), -1))
         probs[task], epochs[task], speed[task] = p.numpy(), epochs_logged(rd.metrics(task)), learn.speed
         save_npy(rd.task_probs(task), probs[task].astype(np.float32))  # per task, e.g. for `data noise`
     vf, p18 = valid_frame(src, splits[1], probs)

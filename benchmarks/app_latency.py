@@ -27,7 +27,7 @@ def fake_lite0_run(folder: Path, size: int) -> Path:
     "A run folder holding untrained mask, gender and age Lite0 models (what cpu_split_lite0 trains), as RunDir names them."
     from fastmask.data.augment import REPORT_CROP
     from fastmask.models.backbones import create_model
-    from fastmask.models.lite0 import ARCH
+    from fastmask.models.lite import ARCH
     from fastmask.rundir import RunDir, save_model
     rd = RunDir(folder)
     folder.mkdir(parents=True, exist_ok=True)

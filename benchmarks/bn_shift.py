@@ -19,7 +19,7 @@ import torch
 
 from fastmask.data.block import infer_dl
 from fastmask.models.backbones import create_body, pretrained_stats
-from fastmask.models.lite0 import ARCH
+from fastmask.models.lite import ARCH
 
 SHARED = Path(__file__).resolve().parents[1].parent / 'shared' / 'data'
 

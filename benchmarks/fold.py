@@ -22,7 +22,7 @@ from cpu_profile import processor  # noqa: E402
 
 from fastmask.models.backbones import create_model  # noqa: E402
 from fastmask.models.fold import fold_batchnorm  # noqa: E402
-from fastmask.models.lite0 import ARCH  # noqa: E402
+from fastmask.models.lite import ARCH  # noqa: E402
 from fastmask.runtime import Runtime, tune_allocator, use_channels_last  # noqa: E402
 
 

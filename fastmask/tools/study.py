@@ -3,7 +3,9 @@
 A study reuses every member that already has a finished run of the same specification under `--out`
 (`runners.run.find_run`: the resolved recipe's settings, the data and its fingerprint, `--skip-bad`, `--fix-labels`,
 `--relabel` and `--weights` files by content), trains the others with `run_recipe`, records a member that fails with its
-one-line error and goes on, and writes `--out/study/<name>/` (`study.csv`, `study.md`, `study.png`) in one swap.
+one-line error and goes on, and writes `--out/study/<folder>/` (`study.csv`, `study.md`, `study.png`) in one swap: the
+folder is `--name`, or the study's name, `@` the training data's name, and `@on-` the `--eval` sets' names (`study_folder`),
+so the same members on other data never overwrite each other's table.
 A member is a recipe name, optionally with its own settings: `cpu_split_lite0[bn=train,epochs=2]` (any recipe
 field, as `--set`), so one study compares variants of one recipe.
 """
@@ -25,11 +27,12 @@ from fastmask.rundir import RunDir
 from fastmask.runners.run import find_run, start_run
 from fastmask.runspec import RunSpec
 from fastmask.runtime import Runtime
-from fastmask.tools.evaluate import evaluate, labelled
+from fastmask.tools.evaluate import data_name, evaluate, labelled
 from fastmask.tools.studytable import (COLUMNS, EVAL, SCORES, SEED_FIELDS, chart, cross_columns, data_origin,  # noqa: F401
                                       markdown, portable, seed_means)
 
-__all__ = ['STUDIES', 'COLUMNS', 'register_study', 'list_studies', 'study_members', 'run_study', 'study_command', 'failed_members',
+__all__ = ['STUDIES', 'COLUMNS', 'register_study', 'list_studies', 'study_members', 'study_folder', 'run_study', 'study_command',
+           'failed_members',
            'StudyError', 'OVERRIDES', 'SEED_FIELDS', 'seed_means', 'spec_arguments', 'portable', 'data_origin']
 
 #: named studies: plain data, `name: dict(description=..., members=(recipe names, ...))`; members are checked on use
@@ -91,10 +94,24 @@ def study_members(names) -> tuple[str, tuple[str, ...], str]:
     return name, members, 'recipes ' + ', '.join(members)
 
 
-def study_command(names, data, out, overrides: dict, quick: bool = False, base: RunSpec | None = None, evals=()) -> str:
+def study_folder(name: str, data: str, evals=(), given: str | None = None) -> str:
+    """The folder name of a study under `out/study/`: `given` (checked), else `name@data[@on-eval1+eval2]` from the
+    study's name, the training data's name and the `--eval` sets' names (hashed beyond 120 characters)."""
+    if given is not None:
+        if not given.strip() or given in ('.', '..') or any(c in given for c in '/\\:*?"<>|') or given != given.strip():
+            raise StudyError(f"--name {given!r}: not a folder name (no path separators, no leading or trailing spaces)")
+        return given
+    folder = f"{name}@{data}" + (f"@on-{'+'.join(evals)}" if evals else '')
+    if len(folder) > 120: folder = f"{folder[:100]}-{hashlib.sha1(folder.encode()).hexdigest()[:8]}"
+    return folder
+
+
+def study_command(names, data, out, overrides: dict, quick: bool = False, base: RunSpec | None = None, evals=(),
+                  folder: str | None = None) -> str:
     "The `fastmask study` command line that regenerates a study (data and out as portable paths)."
     names = [names] if isinstance(names, str) else list(names)
     args = ['fastmask', 'study', *names, '--data', portable(data), '--out', portable(out)] + (['--quick'] if quick else [])
+    if folder is not None: args += ['--name', folder]
     for k, v in overrides.items():
         if v is None: continue
         if k == 'pretrained': args.append('--pretrained' if v else '--no-pretrained')
@@ -161,14 +178,16 @@ def _member(name: str, spec: RunSpec, src, prep, log, evals: dict | None = None)
 
 
 def run_study(names_or_study, data='demo', out='runs', overrides: dict | None = None, quick: bool = False, log=print,
-              evals=(), **run_options) -> Path:
-    """Run (or reuse) every member with the shared overrides; write `out/study/<name>/` and return that folder.
+              evals=(), name: str | None = None, **run_options) -> Path:
+    """Run (or reuse) every member with the shared overrides; write `out/study/<folder>/` and return that folder
+    (`name`, else `study_folder`'s name from the study, the data and the eval sets).
 
     `run_options` are `RunSpec.build`'s (weights, skip_bad, fix_labels, relabel, runtime, track): every member is a
     run of that specification, and a finished run is reused only when its specification matches (`find_run`).
     `evals`: other labelled data sets (labels CSVs or layouts with eval truth) every member is also scored on —
     cross-data-set columns `{name}:f1`, `{name}:f1_gender`, ... (train on one set of faces, score on others)."""
-    name, members, description = study_members(names_or_study)
+    given, (name, members, description) = name, study_members(names_or_study)
+    if given is not None: study_folder(name, '', given=given)    # a bad --name fails before any work
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     if 'tasks' in overrides: overrides['tasks'] = tuple(overrides['tasks'])
     recipes = [resolve_spec(m, quick=quick, **overrides) for m in members]   # unknown names fail before training
@@ -184,10 +203,10 @@ def run_study(names_or_study, data='demo', out='runs', overrides: dict | None = 
                             lambda m: log(f'study {name} [{i + 1}/{len(recipes)}] {m}'), named))
     df = pd.DataFrame(rows, columns=COLUMNS[:-3] + [c for n in named for c in cross_columns(n)] + COLUMNS[-3:])
     if src.truth is None: df = df.drop(columns=[c for c in EVAL if c in df.columns])
-    command = study_command(names_or_study, data, out, overrides, quick, base, evals)
+    command = study_command(names_or_study, data, out, overrides, quick, base, evals, given)
     md = markdown(df, name, description, portable(data), shown, command, out, data_origin(src.root))
     fig = chart(df, f'study {name}: macro F1 per task (validation; eval F1 on the eval truth)')
-    dest = out / 'study' / name
+    dest = out / 'study' / study_folder(name, data_name(src, data), list(named), given)
     with atomic_dir(dest, 'study folder', replace=True) as tmp:
         df.to_csv(tmp / 'study.csv', index=False)
         (tmp / 'study.md').write_text(md)

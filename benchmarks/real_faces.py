@@ -20,6 +20,7 @@ from fastmask.io import read_json
 from fastmask.labels import MASKS, REPORT_AGE_CUT, age_group
 from fastmask.recipes.registry import resolve
 from fastmask.runners.run import run_recipe
+from transfer import PRACTICE_FACES   # benchmarks/ is on the path of a script run from it
 
 SHARED = Path(__file__).resolve().parents[1].parent / 'shared' / 'data'
 TARGETS = {'mask': 0.80, 'gender': 0.85, 'age': 0.60}
@@ -66,7 +67,6 @@ def subset_csv(proxy: Path, photos: int, csv: Path) -> Path:
 
 def people_part(recipe: str, pretrained: bool, a, out: Path) -> list[dict]:
     "Mask, gender and age models of the split recipe on practice data (`--practice-faces`), validated on held-out people."
-    from transfer import PRACTICE_FACES   # benchmarks/ is on the path of a script run from it
     stem = 'utkface-proxy' if a.practice_faces == 'utkface' else f'{a.practice_faces}-proxy'
     proxy = Path(a.proxy) if a.proxy else out / f'{stem}-p{a.persons}-s0'
     t0 = time.time()
@@ -121,7 +121,7 @@ def main(argv=None):
     p.add_argument('--persons', type=int, default=1000)
     p.add_argument('--eval-persons', type=int, default=200)
     p.add_argument('--proxy', help='an existing practice data folder (else built under --out)')
-    p.add_argument('--practice-faces', default='mixed', choices=('mixed', 'aaf', 'utkface'),
+    p.add_argument('--practice-faces', default='mixed', choices=list(PRACTICE_FACES),
                    help='the faces a new practice set is built from (All-Age-Faces and UTKFace: mixed)')
     p.add_argument('--workers', type=int, default=0)
     p.add_argument('--photos', type=int, default=7, choices=range(2, 8), help='photos per practice person used (7: all)')

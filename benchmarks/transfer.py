@@ -29,15 +29,19 @@ from fastmask.runners.run import run_recipe
 SHARED = Path(__file__).resolve().parents[1].parent / 'shared' / 'data'
 
 
+def utk_faces(ages=(1, 116)) -> pd.DataFrame:
+    """Every UTKFace crop in the age range, labelled from its name by the toolkit's own parser (`utkface_faces`):
+    path, gender (0 male, 1 female), age, race (0 White .. 4 Others, as in the names)."""
+    from fastmask.sources.faces import UTK_RACES, utkface_faces
+    rows = [(str(f.path), f.gender, f.age, UTK_RACES.index(f.race)) for f in utkface_faces(SHARED / 'utkface' / 'images')[0]
+            if ages[0] <= f.age <= ages[1]]
+    return pd.DataFrame(rows, columns=['path', 'gender', 'age', 'race'])
+
+
 def utk_csv(n: int, out: Path, seed: int = 0, ages=(1, 116), exclude: Path | None = None) -> Path:
     """A labels CSV of `n` random UTKFace crops: path, gender (0 male, 1 female), age in years; `exclude`: a labels
     CSV whose faces are left out (held-out faces for runs trained on it, named `...-not-{its stem}.csv`)."""
-    rows = []
-    for p in sorted((SHARED / 'utkface' / 'images').glob('*.jpg')):
-        parts = p.name.split('_')
-        if len(parts) < 4 or not parts[0].isdigit() or parts[1] not in ('0', '1'): continue
-        if ages[0] <= int(parts[0]) <= ages[1]: rows.append((str(p), int(parts[1]), int(parts[0])))
-    df = pd.DataFrame(rows, columns=['path', 'gender', 'age'])
+    df = utk_faces(ages)[['path', 'gender', 'age']]
     if exclude is not None: df = df[~df['path'].isin(set(pd.read_csv(exclude)['path']))]
     df = df.sample(n=min(n, len(df)), random_state=seed).reset_index(drop=True)
     rest = f'-not-{Path(exclude).stem}' if exclude is not None else ''
@@ -47,20 +51,10 @@ def utk_csv(n: int, out: Path, seed: int = 0, ages=(1, 116), exclude: Path | Non
     return csv
 
 
-def utk_adults(ages=(18, 80)) -> pd.DataFrame:
-    "Every UTKFace crop in the age range with its labels from the file name: path, gender, age, race (0 White .. 4 Others)."
-    rows = []
-    for p in sorted((SHARED / 'utkface' / 'images').glob('*.jpg')):
-        a = p.name.split('_')
-        if len(a) < 4 or not a[0].isdigit() or a[1] not in ('0', '1') or not a[2].isdigit(): continue
-        if ages[0] <= int(a[0]) <= ages[1]: rows.append((str(p), int(a[1]), int(a[0]), int(a[2])))
-    return pd.DataFrame(rows, columns=['path', 'gender', 'age', 'race'])
-
-
 def race_balanced_utk(out: Path, seed: int = 0, ages=(18, 80)) -> Path:
     """UTKFace adults with the same age-group mix within every race (the largest such subset at the overall mix):
     in UTKFace non-white adults are younger (Asian: 48% under 30, White: 18%), a cue a model learns."""
-    df = utk_adults(ages)
+    df = utk_faces(ages)
     g = pd.cut(df['age'], [0, 29, 59, 200], labels=False)
     mix = g.value_counts(normalize=True).sort_index()
     parts = []

@@ -236,9 +236,13 @@ def data_proxy_cmd(faces: List[Path] = typer.Option(..., help='folder of UTKFace
                    detector: str = typer.Option('auto', help='auto (MTCNN if installed), mtcnn or template'),
                    min_age: Optional[int] = typer.Option(18, min=1, help="use faces this old or older (default 18: adults, as in the competition)"),
                    max_age: Optional[int] = typer.Option(None, min=1, help="use faces this old or younger (competition: 60)"),
-                   balance: bool = typer.Option(False, '--balance', help='draw as evenly from each source as their sizes allow (default: in proportion to them)')):
+                   balance: bool = typer.Option(False, '--balance', help='draw as evenly from each source as their sizes allow (default: in proportion to them)'),
+                   framing: str = typer.Option('source', help="source (default: a wide oval with hair where the source crop has it) or face (the same face oval from every source; helps one source's model on another's portraits, costs the hair's cues)")):
     "Build practice data in the competition layout from real labelled faces with synthetic masks (one source or a mix)."
-    from fastmask.sources.practice import make_proxy
+    from fastmask.sources.landmarks import DETECTORS
+    from fastmask.sources.practice import FRAMINGS, make_proxy
+    if detector not in DETECTORS: fail(f"--detector: unknown detector '{detector}' (one of {', '.join(DETECTORS)})")
+    if framing not in FRAMINGS: fail(f"--framing: unknown framing '{framing}' (one of {', '.join(FRAMINGS)})")
     fmts = format or ['auto']
     if len(fmts) not in (1, len(faces)): fail(f'--format: give one for every source or one per --faces ({len(faces)}), not {len(fmts)}')
     sources = list(zip(faces, fmts * len(faces) if len(fmts) == 1 else fmts))
@@ -248,7 +252,7 @@ def data_proxy_cmd(faces: List[Path] = typer.Option(..., help='folder of UTKFace
         last = [0]
         def tick(done, total): bar.update(done - last[0]); last[0] = done
         summary = make_proxy(sources, out, persons=persons, eval_persons=eval_persons, seed=seed, detector=detector,
-                             progress=tick, ages=ages, balance=balance)
+                             progress=tick, ages=ages, balance=balance, framing=framing)
     show({k: v for k, v in summary.items() if k != 'mix'}, f'wrote {out}')
     for m in summary['mix']: typer.echo(f"  {m['source']} ({m['format']}): {m['persons']} persons, {m['eval_persons']} eval persons")
 

@@ -107,3 +107,28 @@ def test_a_calibrated_run_scores_validation_with_one_pass(tiny_demo, tmp_path, m
     model, meta = load_task_model(rd.model('gender'))
     paths = pd.read_csv(rd.valid_preds)['path']
     assert np.allclose(valid, model_probs(model, meta, paths, runtime=rt), atol=1e-4)
+
+
+def _ceiling_module():
+    "benchmarks/decision_ceiling.py, imported from its file (benchmarks are scripts, not a package)."
+    import importlib.util
+    from pathlib import Path
+    file = Path(__file__).resolve().parents[1] / 'benchmarks' / 'decision_ceiling.py'
+    spec = importlib.util.spec_from_file_location('decision_ceiling', file)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_decision_ceiling_recovers_a_shift_and_not_a_coin(tmp_path, capsys):
+    mod = _ceiling_module()
+    p, y = _shifted(n=1200, seed=3)
+    r = mod.ceiling(y, p)
+    assert r['as_predicted'] < r['half_fitted'] - 0.1 and r['ceiling'] >= r['half_fitted'] - 0.02  # thresholds fix a shift
+    coin = np.random.default_rng(0).dirichlet(np.ones(3), 1200)                                     # no signal at all
+    assert mod.ceiling(y, coin)['half_fitted'] < 0.45                        # halves: no gain from fitting to noise
+    df = pd.DataFrame({'true_age': y, **{f'prob_age_{k}': p[:, k] for k in range(3)}})
+    df.to_csv(tmp_path / 'predictions.csv', index=False)
+    assert mod.main([str(tmp_path / 'predictions.csv'), '--tasks', 'gender,age']) == 0
+    rows = [ln for ln in capsys.readouterr().out.splitlines() if 'predictions.csv' in ln]
+    assert len(rows) == 1 and '| age | 1200 |' in rows[0]                   # gender: not in the file, left out

@@ -11,7 +11,7 @@ from fastmask.errors import LayoutError
 from fastmask.labels import decode, mask_from_stem
 from fastmask.sources.landmarks import plausible, template_landmarks
 from fastmask.sources.competition import read_eval, read_train, read_truth
-from fastmask.sources.practice import make_proxy, render_person, table_faces, utkface_faces
+from fastmask.sources.practice import FRAMINGS, face_alpha, make_proxy, render_person, table_faces, utkface_faces
 from optional import need
 
 FACES = [(25, 0, 2), (67, 1, 0), (41, 0, 1), (19, 1, 3), (33, 1, 2), (58, 0, 4)]
@@ -86,6 +86,59 @@ def test_masks_cover_the_lower_face_only():
     # five different masks: the worn photos differ from one another in the lower face
     worn = [lower(arr[f'mask{i}']).mean((0, 1)) for i in range(1, 6)]
     assert min(np.abs(worn[i] - worn[j]).sum() for i in range(5) for j in range(i + 1, 5)) > 3
+
+
+def _in_face_frame(size, lm, framing, box):
+    "The alpha a portrait takes from a source image, cut to `box` (the tight crop's place in it), in [0, 1]."
+    return np.asarray(face_alpha(size, lm, framing), dtype=np.float32)[box[1]:box[3], box[0]:box[2]] / 255
+
+
+@pytest.mark.parametrize('framing', list(FRAMINGS))
+def test_one_framing_for_tight_and_wide_crops(framing):
+    # the same face as a tight UTKFace-style 200x200 crop and inside a wide 420x480 photo (hair, ears, background)
+    tight = template_landmarks(200, 200)
+    off = np.array([110, 120], dtype=np.float32)
+    box = (110, 120, 310, 320)
+    a_tight = _in_face_frame((200, 200), tight, framing, (0, 0, 200, 200))
+    a_wide_all = np.asarray(face_alpha((420, 480), tight + off, framing), dtype=np.float32) / 255
+    a_wide = a_wide_all[box[1]:box[3], box[0]:box[2]]
+    shown_outside = a_wide_all.sum() - a_wide.sum()        # what the wide photo shows beyond the tight crop
+    if framing == 'face':
+        assert shown_outside < 0.02 * a_wide_all.sum()         # the oval fits inside a tight crop...
+        assert np.abs(a_tight - a_wide).mean() < 0.03          # ...so both sources show the same part of the face
+        assert a_tight[40:135, 45:140].min() > 0.9             # eye to eye, eyes to mouth
+    else:                                                      # the earlier framing: each source's own outline
+        assert shown_outside > 0.5 * a_wide.sum()
+
+
+def test_face_framing_turns_with_the_face():
+    lm = template_landmarks(200, 200)
+    c = lm[:2].mean(0)
+    rot = lambda p, t: (p - c) @ np.array([[np.cos(t), np.sin(t)], [-np.sin(t), np.cos(t)]], dtype=np.float32) + c
+    big = lambda l: np.asarray(face_alpha((600, 600), l + 200, 'face'), dtype=np.float32) / 255
+    upright, turned = big(lm), big(rot(lm, np.pi / 2))
+    ys, xs = np.nonzero(upright > 0.5)
+    ys2, xs2 = np.nonzero(turned > 0.5)
+    assert (ys.max() - ys.min()) > (xs.max() - xs.min())      # taller than wide upright
+    assert (xs2.max() - xs2.min()) > (ys2.max() - ys2.min())  # wider than tall when the face lies on its side
+
+
+def test_framing_recorded_and_checked(faces_dir, tmp_path):
+    s = make_proxy(faces_dir, tmp_path / 'f', persons=2, eval_persons=0, detector='template', framing='face')
+    assert s['framing'] == 'face'
+    import json
+    assert json.loads((tmp_path / 'f' / 'proxy.json').read_text())['framing'] == 'face'
+    assert make_proxy(faces_dir, tmp_path / 'd', persons=2, eval_persons=0, detector='template')['framing'] == 'source'
+    with pytest.raises(ValueError, match="unknown framing 'hair'"):
+        make_proxy(faces_dir, tmp_path / 'g', persons=2, eval_persons=0, detector='template', framing='hair')
+    assert not (tmp_path / 'g').exists()
+    from typer.testing import CliRunner
+    from fastmask.cli import app
+    for opt, val in (('--framing', 'hair'), ('--detector', 'dlib')):
+        r = CliRunner().invoke(app, ['data', 'proxy', '--faces', str(faces_dir), '--out', str(tmp_path / 'h'),
+                                     '--persons', '2', '--eval-persons', '0', opt, val])
+        assert r.exit_code == 1 and f"{opt}: unknown" in r.output and 'Traceback' not in r.output, r.output
+        assert not (tmp_path / 'h').exists()
 
 
 def test_deterministic_per_seed(faces_dir, built, tmp_path):

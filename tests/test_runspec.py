@@ -138,7 +138,10 @@ def test_study_tables_name_data_portably(tmp_path, monkeypatch):
     write_json(work / 'practice' / 'proxy.json', dict(source=str(tmp_path / 'shared' / 'faces'), format='utkface',
                                                       persons=50, eval_persons=10, seed=3, ages=[18, 119]))
     assert data_origin(work / 'practice') == ('fastmask data proxy --faces ../shared/faces --format utkface --out practice '
-                                              '--persons 50 --eval-persons 10 --seed 3')
+                                              '--persons 50 --eval-persons 10 --seed 3')   # built before framings: 'source'
+    write_json(work / 'face' / 'proxy.json', dict(source=str(tmp_path / 'shared' / 'faces'), format='utkface', persons=50,
+                                                  eval_persons=10, seed=3, ages=[18, 119], framing='face'))
+    assert data_origin(work / 'face').endswith('--seed 3 --framing face')
     assert data_origin(work) is None
 
 

@@ -19,7 +19,7 @@ from fastmask.io import atomic_dir, nonempty, write_json
 from fastmask.sources.landmarks import LandmarkDetector
 
 __all__ = ['FORMATS', 'Face', 'read_faces', 'source_format', 'pooled_faces', 'draw_mix', 'utkface_faces', 'table_faces', 'person_masks', 'mask_polygon',
-           'draw_mask', 'render_person', 'make_proxy', 'UTK_RACES']
+           'draw_mask', 'face_alpha', 'render_person', 'make_proxy', 'UTK_RACES', 'FRAMINGS']
 
 _COLOURS = [(235, 238, 242), (150, 195, 230), (30, 30, 34), (110, 112, 118), (30, 45, 90), (240, 170, 190),
             (215, 195, 165), (200, 40, 50), (60, 140, 80), (250, 210, 60), (120, 60, 160), (245, 130, 40),
@@ -27,6 +27,14 @@ _COLOURS = [(235, 238, 242), (150, 195, 230), (30, 30, 34), (110, 112, 118), (30
 #: the default age range of practice faces: adults, as in the competition
 ADULTS = (18, 119)
 _PATTERNS = ('plain', 'plain', 'stripes', 'dots', 'check', 'two-tone', 'pleats', 'speckle')
+#: how much of a source face a portrait shows, as an oval in the face's own frame (eye distances from the eye centre:
+#: centre below the eyes, half width, half height), cut to the source image. 'source' (the default): a wide oval with
+#: hair and ears where the source crop has them, so a tight UTKFace crop shows as a square and a wide All-Age-Faces
+#: crop as an oval with hair. 'face': forehead to chin and cheek to cheek, which every aligned crop holds (a UTKFace
+#: crop ends 0.45 eye distances above the eyes and 1.0 either side of their centre), so every source gives the same
+#: outline. Measured (recipes/studies/cross-portraits-*): 'face' carries a one-source practice model to another
+#: source's portraits better and costs the hair's cues at home and on the mixed practice set, so 'source' stays.
+FRAMINGS = dict(source=(0.3, 1.45, 2.0), face=(0.6, 0.95, 1.05))
 _SHAPES = ('surgical', 'cup', 'fitted', 'wide')
 
 
@@ -129,7 +137,27 @@ def _affine(scale: float, shift: np.ndarray) -> tuple:
     return (1 / scale, 0, -shift[0] / scale, 0, 1 / scale, -shift[1] / scale)
 
 
-def render_person(src: Image.Image, lm: np.ndarray, rng: np.random.Generator) -> dict[str, Image.Image]:
+def face_alpha(size: tuple[int, int], lm: np.ndarray, framing: str = 'source') -> Image.Image:
+    "The part of a `size` source image a portrait shows (`FRAMINGS`): an oval in the face's frame, inside the image."
+    if framing not in FRAMINGS: raise ValueError(f"unknown framing '{framing}' (one of {', '.join(FRAMINGS)})")
+    e, ex, ey, d, _, _ = _frame(lm)
+    cy, kx, ky = FRAMINGS[framing]
+    w, h = size
+    a = Image.new('L', (w, h), 0)
+    if framing == 'source':   # axis-aligned, as the builder has always drawn it (the same pixels for the same faces)
+        c = e + d * (cy * ey)
+        ImageDraw.Draw(a).ellipse([c[0] - kx * d, c[1] - ky * d, c[0] + kx * d, c[1] + ky * d], fill=255)
+    else:                     # turned with the face
+        t = np.linspace(0, 2 * np.pi, 72, endpoint=False)
+        pts = e + d * (np.outer(kx * np.cos(t), ex) + np.outer(cy + ky * np.sin(t), ey))
+        ImageDraw.Draw(a).polygon([tuple(p) for p in pts], fill=255)
+    edge = Image.new('L', (w, h), 0)
+    ImageDraw.Draw(edge).rectangle([3, 3, w - 4, h - 4], fill=255)
+    return Image.fromarray(np.minimum(np.asarray(a), np.asarray(edge))).filter(ImageFilter.GaussianBlur(max(2, d / 12)))
+
+
+def render_person(src: Image.Image, lm: np.ndarray, rng: np.random.Generator,
+                  framing: str = 'source') -> dict[str, Image.Image]:
     "The seven 384x512 photos (mask1..5, incorrect_mask, normal) of one source face with landmarks `lm`."
     src = src.convert('RGB')
     e, ex, ey, d, vn, vm = _frame(lm)
@@ -141,14 +169,7 @@ def render_person(src: Image.Image, lm: np.ndarray, rng: np.random.Generator) ->
     shirt = tuple(int(c) for c in rng.integers(15, 240, 3))
     nx, ny = (int(v) for v in np.clip(lm[2], 3, np.array(src.size) - 4))
     neck = tuple(int(v * 0.85) for v in np.median(np.asarray(src.crop((nx - 3, ny - 3, nx + 4, ny + 4))).reshape(-1, 3), 0))
-    w, h = src.size
-    a = Image.new('L', (w, h), 0)
-    c = e + d * (0.3 * ey)
-    rx, ry = 1.45 * d, 2.0 * d
-    ImageDraw.Draw(a).ellipse([c[0] - rx, c[1] - ry, c[0] + rx, c[1] + ry], fill=255)
-    edge = Image.new('L', (w, h), 0)
-    ImageDraw.Draw(edge).rectangle([3, 3, w - 4, h - 4], fill=255)
-    a = Image.fromarray(np.minimum(np.asarray(a), np.asarray(edge))).filter(ImageFilter.GaussianBlur(max(2, d / 12)))
+    a = face_alpha(src.size, lm, framing)
     masks = person_masks(rng)
     wrong = 'below_nose' if rng.random() < 0.6 else 'chin'
     photos = {}
@@ -180,7 +201,7 @@ def _jpeg(im: Image.Image) -> bytes:
 
 
 def _build(root: Path, chosen: list[Face], persons: int, seed: int, detector: LandmarkDetector,
-           progress: Callable | None, chunk: int = 16) -> int:
+           progress: Callable | None, framing: str = 'source', chunk: int = 16) -> int:
     "Write the layout into `root`; return the number of template fallbacks."
     (root / 'train' / 'images').mkdir(parents=True)
     if len(chosen) > persons: (root / 'eval' / 'images').mkdir(parents=True)
@@ -193,7 +214,7 @@ def _build(root: Path, chosen: list[Face], persons: int, seed: int, detector: La
         for j, (f, im, (lm, fell)) in enumerate(zip(batch, ims, detector(ims))):
             i = c0 + j
             fallbacks += fell
-            photos = render_person(im, lm, np.random.default_rng([seed, i, 7]))
+            photos = render_person(im, lm, np.random.default_rng([seed, i, 7]), framing)
             pid, race = f'{i + 1:06d}', f.race.replace('_', ' ')
             if i < persons:
                 folder = labels.person_folder_name(pid, f.gender, race, f.age)
@@ -214,7 +235,7 @@ def _build(root: Path, chosen: list[Face], persons: int, seed: int, detector: La
 
 def make_proxy(faces, out, fmt: str = 'auto', persons: int = 1000, eval_persons: int = 200, seed: int = 0,
                detector: str = 'auto', progress: Callable[[int, int], None] | None = None,
-               ages: tuple[int, int] | None = ADULTS, balance: bool = False) -> dict:
+               ages: tuple[int, int] | None = ADULTS, balance: bool = False, framing: str = 'source') -> dict:
     """Build a practice data set in the competition layout from real labelled faces; return its summary (proxy.json).
 
     `faces`: one source (a UTKFace-style folder, or a labels CSV/JSON: path, gender, age) or a list of sources,
@@ -223,9 +244,11 @@ def make_proxy(faces, out, fmt: str = 'auto', persons: int = 1000, eval_persons:
     `balance`); `proxy.json` records each source and how many people it gave to each side (`mix`).
     `ages`: the faces used (default adults, 18 and over, as the competition's people: UTKFace is 40% children, whom
     no competition photo shows; its >= 60 faces stay, so the rare '>= 60' group has examples to learn from);
-    None uses every face."""
+    None uses every face. `framing`: how much of each face the portraits show (`FRAMINGS`): 'source' (default), a
+    wide oval cut by each source's crop, or 'face', the same face oval from every source."""
     out = Path(out)
     if persons < 2 or eval_persons < 0 or seed < 0: raise ValueError('need persons >= 2, eval_persons >= 0, seed >= 0')
+    if framing not in FRAMINGS: raise ValueError(f"unknown framing '{framing}' (one of {', '.join(FRAMINGS)})")
     if nonempty(out): raise FileExistsError(f"proxy folder '{out}' already exists and is not empty")
     t0 = time.time()
     items = faces if isinstance(faces, (list, tuple)) else [faces]
@@ -244,11 +267,11 @@ def make_proxy(faces, out, fmt: str = 'auto', persons: int = 1000, eval_persons:
     det = LandmarkDetector(detector)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_dir(out, 'proxy folder') as tmp:
-        fallbacks = _build(tmp, chosen, persons, seed, det, progress)
+        fallbacks = _build(tmp, chosen, persons, seed, det, progress, framing)
         skipped = sum((Counter(i['skipped']) for i in info), Counter())
         summary = dict(source=info[0]['source'] if len(info) == 1 else [i['source'] for i in info],
                        format=info[0]['format'] if len(info) == 1 else [i['format'] for i in info],
-                       persons=persons, eval_persons=eval_persons, seed=seed, balance=balance, mix=info,
+                       persons=persons, eval_persons=eval_persons, seed=seed, balance=balance, framing=framing, mix=info,
                        usable_faces=len(pool), outside_ages=sum(i['outside_ages'] for i in info), ages=ages,
                        skipped=dict(skipped), skipped_total=sum(skipped.values()), detector=det.name,
                        template_fallbacks=int(fallbacks), wall_time_s=round(time.time() - t0, 1))

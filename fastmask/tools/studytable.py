@@ -58,6 +58,7 @@ def data_origin(root) -> str | None:
     args = ['fastmask', 'data', 'proxy'] + [a for f, fm in zip(srcs, fmts) for a in ('--faces', portable(f), '--format', fm)]
     args += ['--out', portable(root), '--persons', str(d['persons']), '--eval-persons', str(d['eval_persons']),
              '--seed', str(d.get('seed', 0))] + (['--balance'] if d.get('balance') else [])
+    if (framing := d.get('framing', 'source')) != 'source': args += ['--framing', framing]  # older sets: 'source'
     ages = d.get('ages') or (18, 119)
     if ages[0] != 18: args += ['--min-age', str(ages[0])]
     if ages[1] < 119: args += ['--max-age', str(ages[1])]

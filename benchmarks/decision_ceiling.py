@@ -19,13 +19,15 @@ import numpy as np
 import pandas as pd
 
 from fastmask.inference.calibration import apply_offsets, fast_macro_f1, fit_offsets
+from fastmask.labels import task_names
 
-N_CLASSES = dict(mask=3, gender=2, age=3)
+#: the task heads it reads (`prob_{task}_{k}` and `true_{task}` columns)
+TASKS = ('mask', 'gender', 'age')
 
 
 def task_arrays(df: pd.DataFrame, task: str) -> tuple[np.ndarray, np.ndarray] | None:
     "Truth and probabilities of one task in an evaluate predictions.csv; None when the file lacks them."
-    cols = [f'prob_{task}_{k}' for k in range(N_CLASSES[task])]
+    cols = [f'prob_{task}_{k}' for k in range(len(task_names(task)))]
     if f'true_{task}' not in df or not all(c in df for c in cols): return None
     return df[f'true_{task}'].to_numpy(int), df[cols].to_numpy(np.float64)
 
@@ -50,7 +52,7 @@ def main(argv=None) -> int:
     ap.add_argument('--seed', type=int, default=0, help='the random halving of the people')
     a = ap.parse_args(argv)
     tasks = [t for t in a.tasks.split(',') if t]
-    if bad := [t for t in tasks if t not in N_CLASSES]: ap.error(f"unknown task {bad[0]} (one of {', '.join(N_CLASSES)})")
+    if bad := [t for t in tasks if t not in TASKS]: ap.error(f"unknown task {bad[0]} (one of {', '.join(TASKS)})")
     print('| predictions | task | n | as predicted | offsets from the other half | ceiling (offsets from all labels) |')
     print('|---|---|---|---|---|---|')
     for path in a.predictions:

@@ -239,10 +239,11 @@ def data_proxy_cmd(faces: List[Path] = typer.Option(..., help='folder of UTKFace
                    balance: bool = typer.Option(False, '--balance', help='draw as evenly from each source as their sizes allow (default: in proportion to them)'),
                    framing: str = typer.Option('source', help="source (default: a wide oval with hair where the source crop has it) or face (the same face oval from every source; helps one source's model on another's portraits, costs the hair's cues)")):
     "Build practice data in the competition layout from real labelled faces with synthetic masks (one source or a mix)."
-    from fastmask.sources.landmarks import DETECTORS
-    from fastmask.sources.practice import FRAMINGS, make_proxy
-    if detector not in DETECTORS: fail(f"--detector: unknown detector '{detector}' (one of {', '.join(DETECTORS)})")
-    if framing not in FRAMINGS: fail(f"--framing: unknown framing '{framing}' (one of {', '.join(FRAMINGS)})")
+    from fastmask.sources.landmarks import check_detector
+    from fastmask.sources.practice import check_framing, make_proxy
+    for opt, check, value in (('--detector', check_detector, detector), ('--framing', check_framing, framing)):
+        try: check(value)                       # before any face is read
+        except ValueError as e: fail(f'{opt}: {e}')
     fmts = format or ['auto']
     if len(fmts) not in (1, len(faces)): fail(f'--format: give one for every source or one per --faces ({len(faces)}), not {len(fmts)}')
     sources = list(zip(faces, fmts * len(faces) if len(fmts) == 1 else fmts))

@@ -4,11 +4,17 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-__all__ = ['TEMPLATE', 'DETECTORS', 'template_landmarks', 'plausible', 'LandmarkDetector']
+__all__ = ['TEMPLATE', 'DETECTORS', 'check_detector', 'template_landmarks', 'plausible', 'LandmarkDetector']
 
 #: UTKFace-style aligned crops: left eye, right eye, nose, left and right mouth corner as fractions of width/height
 TEMPLATE = np.array([[0.235, 0.205], [0.69, 0.205], [0.465, 0.49], [0.255, 0.665], [0.665, 0.67]], dtype=np.float32)
 DETECTORS = ('auto', 'mtcnn', 'template')
+
+
+def check_detector(detector: str) -> str:
+    "`detector` if it is one of `DETECTORS`, else a ValueError naming them."
+    if detector not in DETECTORS: raise ValueError(f"unknown detector '{detector}' (one of {', '.join(DETECTORS)})")
+    return detector
 
 
 def template_landmarks(w: int, h: int) -> np.ndarray:
@@ -30,7 +36,7 @@ def plausible(lm: np.ndarray, w: int, h: int) -> bool:
 class LandmarkDetector:
     "Callable: list of PIL images -> list of (5x2 landmarks, used_template); MTCNN where available, else the template."
     def __init__(self, detector: str = 'auto', min_prob: float = 0.9, batch: int = 16):
-        if detector not in DETECTORS: raise ValueError(f"unknown detector '{detector}' (one of {', '.join(DETECTORS)})")
+        check_detector(detector)
         self.min_prob, self.batch, self.mtcnn = min_prob, batch, None
         if detector != 'template':
             try:

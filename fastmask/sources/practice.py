@@ -19,7 +19,7 @@ from fastmask.io import atomic_dir, nonempty, write_json
 from fastmask.sources.landmarks import LandmarkDetector
 
 __all__ = ['FORMATS', 'Face', 'read_faces', 'source_format', 'pooled_faces', 'draw_mix', 'utkface_faces', 'table_faces', 'person_masks', 'mask_polygon',
-           'draw_mask', 'face_alpha', 'render_person', 'make_proxy', 'UTK_RACES', 'FRAMINGS']
+           'draw_mask', 'face_alpha', 'render_person', 'make_proxy', 'UTK_RACES', 'FRAMINGS', 'check_framing']
 
 _COLOURS = [(235, 238, 242), (150, 195, 230), (30, 30, 34), (110, 112, 118), (30, 45, 90), (240, 170, 190),
             (215, 195, 165), (200, 40, 50), (60, 140, 80), (250, 210, 60), (120, 60, 160), (245, 130, 40),
@@ -137,11 +137,16 @@ def _affine(scale: float, shift: np.ndarray) -> tuple:
     return (1 / scale, 0, -shift[0] / scale, 0, 1 / scale, -shift[1] / scale)
 
 
+def check_framing(framing: str) -> str:
+    "`framing` if it is one of `FRAMINGS`, else a ValueError naming them."
+    if framing not in FRAMINGS: raise ValueError(f"unknown framing '{framing}' (one of {', '.join(FRAMINGS)})")
+    return framing
+
+
 def face_alpha(size: tuple[int, int], lm: np.ndarray, framing: str = 'source') -> Image.Image:
     "The part of a `size` source image a portrait shows (`FRAMINGS`): an oval in the face's frame, inside the image."
-    if framing not in FRAMINGS: raise ValueError(f"unknown framing '{framing}' (one of {', '.join(FRAMINGS)})")
     e, ex, ey, d, _, _ = _frame(lm)
-    cy, kx, ky = FRAMINGS[framing]
+    cy, kx, ky = FRAMINGS[check_framing(framing)]
     w, h = size
     a = Image.new('L', (w, h), 0)
     if framing == 'source':   # axis-aligned, as the builder has always drawn it (the same pixels for the same faces)
@@ -248,7 +253,7 @@ def make_proxy(faces, out, fmt: str = 'auto', persons: int = 1000, eval_persons:
     wide oval cut by each source's crop, or 'face', the same face oval from every source."""
     out = Path(out)
     if persons < 2 or eval_persons < 0 or seed < 0: raise ValueError('need persons >= 2, eval_persons >= 0, seed >= 0')
-    if framing not in FRAMINGS: raise ValueError(f"unknown framing '{framing}' (one of {', '.join(FRAMINGS)})")
+    check_framing(framing)
     if nonempty(out): raise FileExistsError(f"proxy folder '{out}' already exists and is not empty")
     t0 = time.time()
     items = faces if isinstance(faces, (list, tuple)) else [faces]
